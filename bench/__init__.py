@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench NAME` (NAME: fid, metrics, gan, study, or all)."""

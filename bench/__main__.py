@@ -1,0 +1,30 @@
+"""Run a benchmark: `python -m bench fid|metrics|gan|study|all [options]`.
+
+Each benchmark prints a table of figures next to the reference tool run on the same input.
+"""
+import importlib
+import sys
+
+BENCHMARKS = {
+    "fid": "bench.fid",          # evalkit fid vs clean-fid: img/s, FID difference, peak memory, cached re-run
+    "metrics": "bench.metrics",  # P/R/D/C vs prdc, full metrics vs FID alone, sweep vs separate clean-fid runs
+    "gan": "bench.gan",          # training throughput for both discriminators
+    "study": "bench.study",      # concurrent simulated participants through the storage layer
+}
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in (*BENCHMARKS, "all"):
+        print(__doc__)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    names = list(BENCHMARKS) if argv[0] == "all" else [argv[0]]
+    status = 0
+    for name in names:
+        module = importlib.import_module(BENCHMARKS[name])
+        status |= module.main(argv[1:]) or 0
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,6 @@
+import argparse
+
+
+def main(argv=None):
+    argparse.ArgumentParser(prog="evalkit").print_help()
+    return 0

@@ -1,0 +1,1 @@
+"""Randomised real-vs-fake two-alternative forced-choice studies, hosted with Streamlit."""
