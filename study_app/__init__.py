@@ -1,1 +1,15 @@
-"""Randomised real-vs-fake two-alternative forced-choice studies, hosted with Streamlit."""
+"""Randomised real-vs-fake two-alternative forced-choice studies, hosted with Streamlit.
+
+Python API:
+    init_study(study_dir, real_dir, fakes=[(label, dir), ...], **overrides) -> Path
+    serve_command(study_dir, port=8501) -> str          # "study-app serve STUDY_DIR --port 8501"
+    analyse_study(study_dir, db_url=None) -> StudyReport # format_report(report) -> str
+    Study(study_dir, db_url=None)                       # config, manifest, images, store
+"""
+from .config import ConfigError, StudyConfig, load_config
+from .manifest import ManifestError
+from .stats import StudyReport, format_report
+from .study import Study, analyse_study, init_study, serve_command
+
+__all__ = ["ConfigError", "ManifestError", "Study", "StudyConfig", "StudyReport", "analyse_study",
+           "format_report", "init_study", "load_config", "serve_command"]

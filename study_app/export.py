@@ -1,0 +1,83 @@
+"""Tidy export: one CSV row per answered trial, and a codebook describing every column."""
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime, timezone
+
+# Column -> meaning. The export has exactly these columns, in this order (platform_id only on request).
+CODEBOOK: dict[str, str] = {
+    "study_fingerprint": "Hash of the study config and image manifest the participant consented under (frozen design and analysis plan).",
+    "participant": "Pseudonymous participant number (arrival order). Not the participant's link token.",
+    "participant_status": "completed, in_progress or consented (agreed but answered nothing yet).",
+    "condition": "Condition label of the fake image (generator, checkpoint or truncation ψ); empty for attention checks.",
+    "trial_index": "Position of the trial in the participant's sequence, from 0 (practice trials come first).",
+    "trial_kind": "practice (with feedback, never analysed), main, or attention (a real image against its scrambled copy).",
+    "real_image": "Manifest id of the real image in the pair.",
+    "fake_image": "Manifest id of the generated (or, for attention checks, scrambled) image in the pair.",
+    "real_side": "Side the real image was shown on: left or right.",
+    "chosen_side": "Side the participant chose as real: left or right.",
+    "correct": "1 if the participant chose the real image, else 0.",
+    "chose_fake": "1 if the participant chose the generated image (the fake 'fooled' them), else 0.",
+    "rt_ms": "Response time in milliseconds from the server sending the pair to the server receiving the answer (includes network delay).",
+    "shown_at": "UTC time the pair was first sent to the participant (ISO 8601).",
+    "answered_at": "UTC time the answer was stored (ISO 8601).",
+    "consented_at": "UTC time the participant agreed to take part.",
+    "participant_completed_at": "UTC time the participant answered their last trial; empty if unfinished.",
+    "excluded": "1 if the pre-declared exclusion rule (attention checks, response time) excludes the participant, else 0.",
+    "exclusion_reason": "Why the participant is excluded; empty if not.",
+}
+PLATFORM_ID_COLUMN = ("platform_id", "Recruitment-platform ID (e.g. PROLIFIC_PID); pseudonymous personal data, exported only on request.")
+
+
+def export_columns(include_platform_ids: bool = False) -> list[str]:
+    return list(CODEBOOK) + ([PLATFORM_ID_COLUMN[0]] if include_platform_ids else [])
+
+
+def _cell(value):
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, datetime):
+        # SQLite hands back naive datetimes; every stored time is UTC.
+        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
+    return "" if value is None else value
+
+
+def export_records(rows: list[dict], excluded: dict[int, str], include_platform_ids: bool = False) -> list[dict]:
+    """Storage rows (StudyStore.trial_rows) turned into export rows with exactly the codebook's columns."""
+    out = []
+    for r in rows:
+        record = {
+            **{k: r.get(k) for k in CODEBOOK if k in r},
+            "correct": bool(r["correct"]),
+            "chose_fake": not bool(r["correct"]),
+            "excluded": r["participant"] in excluded,
+            "exclusion_reason": excluded.get(r["participant"], ""),
+        }
+        if include_platform_ids:
+            record["platform_id"] = r.get("platform_id")
+        out.append({col: _cell(record.get(col)) for col in export_columns(include_platform_ids)})
+    return out
+
+
+def to_csv(records: list[dict], include_platform_ids: bool = False) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=export_columns(include_platform_ids), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    return buf.getvalue()
+
+
+def codebook_csv(include_platform_ids: bool = False) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["column", "description"])
+    writer.writerows(CODEBOOK.items())
+    if include_platform_ids:
+        writer.writerow(PLATFORM_ID_COLUMN)
+    return buf.getvalue()
+
+
+def codebook_markdown(include_platform_ids: bool = False) -> str:
+    items = list(CODEBOOK.items()) + ([PLATFORM_ID_COLUMN] if include_platform_ids else [])
+    return "| column | description |\n|---|---|\n" + "\n".join(f"| `{k}` | {v} |" for k, v in items) + "\n"

@@ -1,0 +1,586 @@
+"""Statistics for paired real-vs-fake 2AFC studies: pure functions on numbers and trial rows.
+
+Accuracy = share of pairs in which the participant picked the real image; 50% is chance.
+Trials are clustered within participants, so every trial-level result (exact binomial test,
+Wilson / Clopper–Pearson intervals, exact TOST) comes with a participant-level counterpart
+(bootstrap over participants, t-tests on per-participant accuracy), and claims need both.
+"Indistinguishable" is claimed only when an equivalence test (TOST) against the pre-declared
+margin succeeds, never from a non-significant difference test.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+from scipy import stats as sps
+
+# -- intervals and tests for one proportion --------------------------------------------------------
+
+
+def clopper_pearson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper–Pearson) interval for k successes in n trials."""
+    if n == 0:
+        return (math.nan, math.nan)
+    a = 1 - level
+    low = 0.0 if k == 0 else float(sps.beta.ppf(a / 2, k, n - k + 1))
+    high = 1.0 if k == n else float(sps.beta.ppf(1 - a / 2, k + 1, n - k))
+    return (low, high)
+
+
+def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    if n == 0:
+        return (math.nan, math.nan)
+    z = float(sps.norm.ppf(1 - (1 - level) / 2))
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def _two_sided_pvalues(n: int, p0: float) -> np.ndarray:
+    """Exact two-sided p-value for every k in 0..n (the 'minlike' rule of R and scipy's binomtest)."""
+    pmf = sps.binom.pmf(np.arange(n + 1), n, p0)
+    order = np.sort(pmf)
+    cum = np.cumsum(order)
+    idx = np.searchsorted(order, pmf * (1 + 1e-7), side="right")
+    return np.minimum(1.0, cum[idx - 1])
+
+
+def binomial_test(k: int, n: int, p0: float = 0.5) -> float:
+    """Exact two-sided binomial test of k/n against p0."""
+    if n == 0:
+        return math.nan
+    return float(sps.binomtest(k, n, p0).pvalue)
+
+
+def tost_binomial(k: int, n: int, margin: float, p0: float = 0.5) -> float:
+    """Exact TOST p-value for 'the true proportion lies within p0 ± margin' (small = equivalent)."""
+    if n == 0:
+        return math.nan
+    p_low = float(sps.binom.sf(k - 1, n, p0 - margin))    # H0: p <= p0 - margin
+    p_high = float(sps.binom.cdf(k, n, p0 + margin))      # H0: p >= p0 + margin
+    return max(p_low, p_high)
+
+
+# -- participant-level inference -------------------------------------------------------------------
+
+
+def t_test_participants(accuracies: Sequence[float], p0: float = 0.5) -> float:
+    """Two-sided one-sample t-test of mean per-participant accuracy against p0."""
+    acc = np.asarray(accuracies, dtype=float)
+    if acc.size < 2:
+        return math.nan
+    se = acc.std(ddof=1) / math.sqrt(acc.size)
+    if se == 0:
+        return 0.0 if acc.mean() != p0 else 1.0
+    return float(2 * sps.t.sf(abs(acc.mean() - p0) / se, acc.size - 1))
+
+
+def tost_participants(accuracies: Sequence[float], margin: float, p0: float = 0.5) -> float:
+    """TOST on per-participant accuracy (one-sample t-tests against p0 - margin and p0 + margin)."""
+    acc = np.asarray(accuracies, dtype=float)
+    if acc.size < 2:
+        return math.nan
+    mean, se, df = acc.mean(), acc.std(ddof=1) / math.sqrt(acc.size), acc.size - 1
+    if se == 0:
+        return 0.0 if abs(mean - p0) < margin else 1.0
+    p_low = sps.t.sf((mean - (p0 - margin)) / se, df)
+    p_high = sps.t.cdf((mean - (p0 + margin)) / se, df)
+    return float(max(p_low, p_high))
+
+
+def bootstrap_participants(correct: Sequence[int], trials: Sequence[int], *, resamples: int = 10000,
+                           level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile interval of pooled accuracy, resampling participants with replacement (HYPE)."""
+    correct = np.asarray(correct, dtype=float)
+    trials = np.asarray(trials, dtype=float)
+    n = correct.size
+    if n == 0 or trials.sum() == 0:
+        return (math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    estimates = np.empty(resamples)
+    chunk = max(1, 2_000_000 // n)  # bound memory: chunk x n counts at a time
+    for start in range(0, resamples, chunk):
+        size = min(chunk, resamples - start)
+        counts = rng.multinomial(n, np.full(n, 1 / n), size=size)
+        estimates[start:start + size] = (counts @ correct) / np.maximum(counts @ trials, 1)
+    a = (1 - level) / 2
+    low, high = np.quantile(estimates, [a, 1 - a])
+    return (float(low), float(high))
+
+
+def icc_binary(correct: Sequence[int], trials: Sequence[int]) -> float:
+    """ANOVA estimate of the intra-class correlation of correctness within participants (≥ 0)."""
+    k = np.asarray(correct, dtype=float)
+    n = np.asarray(trials, dtype=float)
+    keep = n > 0
+    k, n = k[keep], n[keep]
+    groups, total = n.size, n.sum()
+    if groups < 2 or total <= groups:
+        return math.nan
+    p = k / n
+    pbar = k.sum() / total
+    msb = np.sum(n * (p - pbar) ** 2) / (groups - 1)
+    msw = np.sum(n * p * (1 - p)) / (total - groups)
+    n0 = (total - np.sum(n ** 2) / total) / (groups - 1)
+    denom = msb + (n0 - 1) * msw
+    if denom <= 0:
+        return 0.0
+    return float(max(0.0, (msb - msw) / denom))
+
+
+def design_effect(trials_per_participant: float, icc: float) -> float:
+    return 1 + (trials_per_participant - 1) * icc
+
+
+# -- signal detection -------------------------------------------------------------------------------
+
+
+def dprime_2afc(proportion_correct: float, n: int | None = None) -> float:
+    """d′ of an unbiased observer in 2AFC: √2·z(PC); PC of 0 or 1 is moved in by 1/(2n)."""
+    pc = proportion_correct
+    if n:
+        pc = min(max(pc, 1 / (2 * n)), 1 - 1 / (2 * n))
+    if not 0 < pc < 1:
+        return math.copysign(math.inf, pc - 0.5)
+    return float(math.sqrt(2) * sps.norm.ppf(pc))
+
+
+def position_sdt(real_left_chose_left: int, real_left: int, real_right_chose_left: int,
+                 real_right: int) -> tuple[float, float]:
+    """(d′, c) of a 2AFC observer with a possible side bias, from hit and false-alarm rates of
+    'left' answers (log-linear correction, Hautus 1995). c < 0: a bias toward the left image."""
+    h = (real_left_chose_left + 0.5) / (real_left + 1)
+    f = (real_right_chose_left + 0.5) / (real_right + 1)
+    zh, zf = sps.norm.ppf(h), sps.norm.ppf(f)
+    return float((zh - zf) / math.sqrt(2)), float(-(zh + zf) / 2)
+
+
+# -- multiple comparisons -----------------------------------------------------------------------------
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm step-down adjusted p-values (NaN stays NaN and is not counted)."""
+    p = np.asarray(pvalues, dtype=float)
+    valid = np.flatnonzero(~np.isnan(p))
+    adjusted = np.full(p.shape, np.nan)
+    m = valid.size
+    order = valid[np.argsort(p[valid], kind="stable")]
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        adjusted[i] = running
+    return adjusted.tolist()
+
+
+# -- power and sample size ------------------------------------------------------------------------------
+
+
+def power_binomial(n: int, p_true: float, p0: float = 0.5, alpha: float = 0.05) -> float:
+    """Power of the exact two-sided binomial test with n independent trials."""
+    if n <= 0:
+        return 0.0
+    reject = _two_sided_pvalues(n, p0) <= alpha
+    return float(sps.binom.pmf(np.arange(n + 1), n, p_true)[reject].sum())
+
+
+def power_tost(n: int, margin: float, p_true: float = 0.5, p0: float = 0.5, alpha: float = 0.05) -> float:
+    """Power of the exact binomial TOST (equivalence within p0 ± margin) with n independent trials."""
+    if n <= 0:
+        return 0.0
+    k = np.arange(n + 1)
+    p_low = sps.binom.sf(k - 1, n, p0 - margin)
+    p_high = sps.binom.cdf(k, n, p0 + margin)
+    reject = np.maximum(p_low, p_high) < alpha
+    return float(sps.binom.pmf(k, n, p_true)[reject].sum())
+
+
+def _smallest_n(power_fn, target: float, max_n: int) -> int | None:
+    """Smallest n with power_fn(n) ≥ target. Exact-test power saw-tooths by a few points as n grows,
+    so a coarse scan stops well below the target and a unit-step scan finds the first crossing."""
+    step, n = 64, 1
+    while n <= max_n and power_fn(n) < target - 0.1:
+        n += step
+    for m in range(max(1, n - step), max_n + 1):
+        if power_fn(m) >= target:
+            return m
+    return None
+
+
+@functools.lru_cache(maxsize=256)
+def trials_needed(p_true: float, power: float = 0.8, p0: float = 0.5, alpha: float = 0.05,
+                  max_n: int = 200_000) -> int | None:
+    """Independent trials needed for the exact binomial test to detect p_true with this power."""
+    return _smallest_n(lambda n: power_binomial(n, p_true, p0, alpha), power, max_n)
+
+
+@functools.lru_cache(maxsize=256)
+def trials_needed_tost(margin: float, power: float = 0.8, p_true: float = 0.5, p0: float = 0.5,
+                       alpha: float = 0.05, max_n: int = 200_000) -> int | None:
+    """Independent trials needed for the exact TOST to show equivalence within ±margin."""
+    return _smallest_n(lambda n: power_tost(n, margin, p_true, p0, alpha), power, max_n)
+
+
+def participants_needed(independent_trials: int, trials_per_participant: int, icc: float) -> int:
+    """Participants × trials_per_participant worth independent_trials once clustering is counted."""
+    return math.ceil(independent_trials * design_effect(trials_per_participant, icc) / trials_per_participant)
+
+
+def power_clustered(participants: int, trials_per_participant: int, p_true: float, icc: float,
+                    p0: float = 0.5, alpha: float = 0.05) -> float:
+    """Approximate power with participants × trials, using the effective number of independent trials."""
+    n_eff = int(participants * trials_per_participant / design_effect(trials_per_participant, icc))
+    return power_binomial(n_eff, p_true, p0, alpha)
+
+
+@dataclass
+class PowerPlan:
+    trials_per_participant: int
+    icc: float
+    icc_source: str                      # "observed" or "assumed"
+    design_effect: float
+    alpha: float
+    target_power: float
+    detect_accuracy: float
+    trials_to_detect: int | None         # independent trials
+    participants_to_detect: int | None
+    margin: float
+    trials_for_equivalence: int | None
+    participants_for_equivalence: int | None
+
+
+def power_plan(trials_per_participant: int, icc: float, *, margin: float, alpha: float = 0.05,
+               target_power: float = 0.8, detect_accuracy: float | None = None,
+               icc_source: str = "assumed") -> PowerPlan:
+    """Sample sizes for detecting `detect_accuracy` (default 50% + margin) and for showing
+    equivalence within ±margin when the truth is 50%, with clustering within participants."""
+    detect = 0.5 + margin if detect_accuracy is None else detect_accuracy
+    n_detect = trials_needed(detect, target_power, alpha=alpha)
+    n_equiv = trials_needed_tost(margin, target_power, alpha=alpha)
+    m = trials_per_participant
+    return PowerPlan(
+        trials_per_participant=m, icc=icc, icc_source=icc_source, design_effect=design_effect(m, icc),
+        alpha=alpha, target_power=target_power, detect_accuracy=detect, trials_to_detect=n_detect,
+        participants_to_detect=participants_needed(n_detect, m, icc) if n_detect else None,
+        margin=margin, trials_for_equivalence=n_equiv,
+        participants_for_equivalence=participants_needed(n_equiv, m, icc) if n_equiv else None)
+
+
+# -- study analysis -------------------------------------------------------------------------------------
+
+
+@dataclass
+class ImageStat:
+    image: str
+    role: str                 # "fake": rate = fool rate; "real": rate = how often it was picked as real
+    condition: str
+    views: int
+    judged_real: int
+    rate: float
+    ci_low: float             # Wilson 95%
+    ci_high: float
+    shrunk_rate: float        # beta-binomial empirical-Bayes estimate within its condition and role
+    undersampled: bool
+
+
+@dataclass
+class ConditionResult:
+    condition: str
+    participants: int
+    trials: int
+    correct: int
+    accuracy: float
+    p_value: float                    # exact binomial, two-sided, vs 50%
+    p_value_holm: float
+    ci_exact: tuple[float, float]     # Clopper–Pearson 95%
+    ci_wilson: tuple[float, float]
+    ci_bootstrap: tuple[float, float] # participants resampled
+    participant_mean_accuracy: float
+    participant_p_value: float        # t-test of per-participant accuracy vs 50%
+    participant_p_value_holm: float
+    dprime: float                     # √2·z(PC)
+    dprime_ci: tuple[float, float]    # from the exact interval
+    left_choice_rate: float
+    position_p_value: float           # exact binomial test of 'left' answers vs 50%
+    position_bias_c: float            # criterion; < 0 = bias toward the left image
+    dprime_bias_corrected: float
+    tost_p_trials: float              # exact binomial TOST within 50% ± margin
+    tost_p_participants: float        # t-based TOST on per-participant accuracy
+    tost_p_holm: float                # the larger of the two, Holm-adjusted across conditions
+    icc: float
+    design_effect: float
+    different: bool
+    equivalent: bool
+    verdict: str
+
+
+@dataclass
+class StudyReport:
+    alpha: float
+    margin: float
+    exclusion_rule: str
+    participants_total: int
+    participants_analysed: int
+    excluded: dict[int, str]                  # participant -> reason (pre-declared rule)
+    incomplete: list[int]                     # participants left out because they did not finish
+    attention_accuracy: float
+    conditions: list[ConditionResult]
+    images: list[ImageStat]
+    power: PowerPlan
+    verdict: str
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["excluded"] = {str(k): v for k, v in self.excluded.items()}
+        return data
+
+
+def _exclusion_rule_text(min_attention: float, min_rt_ms: int) -> str:
+    parts = [f"fewer than {min_attention:.0%} of attention checks correct"]
+    if min_rt_ms:
+        parts.append(f"median response time under {min_rt_ms} ms")
+    return "exclude participants with " + " or ".join(parts)
+
+
+def exclusions(rows: Iterable[dict], *, min_attention_correct: float, exclude_median_rt_below_ms: int = 0) -> dict[int, str]:
+    """Participants excluded by the pre-declared rule, with the reason."""
+    attention: dict[int, list[bool]] = {}
+    rts: dict[int, list[float]] = {}
+    for r in rows:
+        pid = r["participant"]
+        if r["trial_kind"] == "attention":
+            attention.setdefault(pid, []).append(bool(r["correct"]))
+        elif r["trial_kind"] == "main" and r.get("rt_ms") is not None:
+            rts.setdefault(pid, []).append(float(r["rt_ms"]))
+    out = {}
+    for pid, answers in attention.items():
+        share = sum(answers) / len(answers)
+        if share + 1e-12 < min_attention_correct:
+            out[pid] = f"attention checks {sum(answers)}/{len(answers)} correct"
+    if exclude_median_rt_below_ms:
+        for pid, values in rts.items():
+            median = float(np.median(values))
+            if pid not in out and median < exclude_median_rt_below_ms:
+                out[pid] = f"median response time {median:.0f} ms"
+    return out
+
+
+def _beta_binomial_shrink(judged: np.ndarray, views: np.ndarray) -> np.ndarray:
+    """Empirical-Bayes rates: each image pulled toward its group's mean by method-of-moments strength."""
+    total = views.sum()
+    if total == 0:
+        return np.full(views.shape, np.nan)
+    pbar = judged.sum() / total
+    if views.size < 2 or pbar in (0.0, 1.0):
+        return (judged + pbar) / (views + 1)
+    rates = judged / np.maximum(views, 1)
+    observed_var = np.sum(views * (rates - pbar) ** 2) / total
+    tau2 = observed_var - pbar * (1 - pbar) * np.mean(1 / np.maximum(views, 1))
+    strength = 1000.0 if tau2 <= 0 else float(np.clip(pbar * (1 - pbar) / tau2 - 1, 1.0, 1000.0))
+    return (judged + strength * pbar) / (views + strength)
+
+
+def image_stats(rows: Iterable[dict], *, min_views: int) -> list[ImageStat]:
+    """Per-image counts from main trials: how often each fake fooled people, each real was picked."""
+    counts: dict[tuple[str, str, str], list[int]] = {}
+    for r in rows:
+        if r["trial_kind"] != "main":
+            continue
+        chose_real = bool(r["correct"])
+        for role, image in (("fake", r["fake_image"]), ("real", r["real_image"])):
+            c = counts.setdefault((role, r["condition"], image), [0, 0])
+            c[0] += 1
+            c[1] += (not chose_real) if role == "fake" else chose_real
+    out: list[ImageStat] = []
+    groups: dict[tuple[str, str], list[tuple[str, int, int]]] = {}
+    for (role, cond, image), (views, judged) in counts.items():
+        groups.setdefault((role, cond), []).append((image, views, judged))
+    for (role, cond), items in sorted(groups.items()):
+        views = np.array([v for _, v, _ in items], dtype=float)
+        judged = np.array([j for _, _, j in items], dtype=float)
+        shrunk = _beta_binomial_shrink(judged, views)
+        for (image, v, j), s in zip(items, shrunk):
+            low, high = wilson_interval(j, v)
+            out.append(ImageStat(image=image, role=role, condition=cond, views=v, judged_real=j, rate=j / v,
+                                 ci_low=low, ci_high=high, shrunk_rate=float(s), undersampled=v < min_views))
+    out.sort(key=lambda s: (s.condition, s.role, -s.rate, s.image))
+    return out
+
+
+def _verdict(res: ConditionResult, margin: float, alpha: float, plan: PowerPlan) -> str:
+    acc = f"accuracy {res.accuracy:.1%} (95% CI {res.ci_exact[0]:.1%}–{res.ci_exact[1]:.1%}, " \
+          f"participant bootstrap {res.ci_bootstrap[0]:.1%}–{res.ci_bootstrap[1]:.1%})"
+    if res.different and res.equivalent:
+        return (f"DISTINGUISHABLE, BUT ONLY SLIGHTLY: {acc} differs from 50% (p_holm={res.p_value_holm:.3g}) "
+                f"yet lies within the ±{margin:.0%} equivalence margin (TOST p_holm={res.tost_p_holm:.3g}).")
+    if res.different and res.accuracy > 0.5:
+        return (f"DISTINGUISHABLE: people picked the real image more often than chance; {acc}; exact binomial "
+                f"p_holm={res.p_value_holm:.3g}, participant-level p_holm={res.participant_p_value_holm:.3g}. "
+                "'Indistinguishable' is not supported.")
+    if res.different:
+        return (f"FAKES JUDGED MORE REAL THAN REAL IMAGES: {acc} is below chance (p_holm={res.p_value_holm:.3g}).")
+    if res.equivalent:
+        return (f"INDISTINGUISHABLE WITHIN ±{margin:.0%} IS SUPPORTED: {acc}; equivalence test (TOST) against "
+                f"50% ± {margin:.0%}: p_holm={res.tost_p_holm:.3g} at trial and participant level.")
+    need = plan.participants_for_equivalence
+    advice = (f" About {need} participants × {plan.trials_per_participant} pairs would give "
+              f"{plan.target_power:.0%} power to show equivalence within ±{margin:.0%}." if need else "")
+    return (f"INCONCLUSIVE — 'indistinguishable' is NOT supported: {acc}; no significant difference from 50% "
+            f"(p_holm={res.p_value_holm:.3g}), but equivalence within ±{margin:.0%} is not shown either "
+            f"(TOST p_holm={res.tost_p_holm:.3g}). A non-significant test is not evidence of no difference.{advice}")
+
+
+def analyse(rows: Sequence[dict], *, conditions: Sequence[str], alpha: float = 0.05, margin: float = 0.05,
+            min_attention_correct: float = 1.0, exclude_median_rt_below_ms: int = 0,
+            include_incomplete: bool = False, min_views_per_image: int = 10, bootstrap_resamples: int = 10000,
+            trials_per_participant: int = 20, assumed_icc: float = 0.027, target_power: float = 0.8,
+            seed: int = 0) -> StudyReport:
+    """Analyse exported trial rows (keys: participant, participant_status, trial_kind, condition,
+    real_image, fake_image, real_side, chosen_side, correct, rt_ms)."""
+    rows = list(rows)
+    all_participants = sorted({r["participant"] for r in rows})
+    incomplete = sorted({r["participant"] for r in rows if r["participant_status"] != "completed"})
+    incomplete_set = set() if include_incomplete else set(incomplete)
+    excluded = {pid: reason for pid, reason in exclusions(
+        [r for r in rows if r["participant"] not in incomplete_set],
+        min_attention_correct=min_attention_correct, exclude_median_rt_below_ms=exclude_median_rt_below_ms).items()}
+    dropped = incomplete_set | set(excluded)
+    kept = [r for r in rows if r["participant"] not in dropped]
+    attention = [bool(r["correct"]) for r in kept if r["trial_kind"] == "attention"]
+
+    partial = []
+    for label in conditions:
+        main = [r for r in kept if r["trial_kind"] == "main" and r["condition"] == label]
+        per: dict[int, list[int]] = {}
+        for r in main:
+            c = per.setdefault(r["participant"], [0, 0])
+            c[0] += bool(r["correct"])
+            c[1] += 1
+        k = np.array([c[0] for c in per.values()], dtype=int)
+        n = np.array([c[1] for c in per.values()], dtype=int)
+        partial.append((label, main, k, n))
+
+    observed_iccs = [icc_binary(k, n) for *_, k, n in partial if k.size >= 10]
+    observed_iccs = [v for v in observed_iccs if not math.isnan(v)]
+    icc_for_plan = float(np.mean(observed_iccs)) if observed_iccs else assumed_icc
+    plan = power_plan(trials_per_participant, icc_for_plan, margin=margin, alpha=alpha, target_power=target_power,
+                      icc_source="observed" if observed_iccs else "assumed")
+
+    results = []
+    for label, main, k, n in partial:
+        trials, correct = int(n.sum()), int(k.sum())
+        acc = correct / trials if trials else math.nan
+        per_acc = k / np.maximum(n, 1)
+        ci = clopper_pearson_interval(correct, trials)
+        left = sum(r["chosen_side"] == "left" for r in main)
+        rl = [r for r in main if r["real_side"] == "left"]
+        rr = [r for r in main if r["real_side"] == "right"]
+        d_pos, c_pos = position_sdt(sum(r["chosen_side"] == "left" for r in rl), len(rl),
+                                    sum(r["chosen_side"] == "left" for r in rr), len(rr))
+        icc = icc_binary(k, n)
+        results.append(dict(
+            condition=label, participants=int(k.size), trials=trials, correct=correct, accuracy=acc,
+            p_value=binomial_test(correct, trials), ci_exact=ci, ci_wilson=wilson_interval(correct, trials),
+            ci_bootstrap=bootstrap_participants(k, n, resamples=bootstrap_resamples, seed=seed),
+            participant_mean_accuracy=float(per_acc.mean()) if k.size else math.nan,
+            participant_p_value=t_test_participants(per_acc),
+            dprime=dprime_2afc(acc, trials) if trials else math.nan,
+            dprime_ci=(dprime_2afc(ci[0], trials), dprime_2afc(ci[1], trials)) if trials else (math.nan, math.nan),
+            left_choice_rate=left / trials if trials else math.nan,
+            position_p_value=binomial_test(left, trials), position_bias_c=c_pos, dprime_bias_corrected=d_pos,
+            tost_p_trials=tost_binomial(correct, trials, margin), tost_p_participants=tost_participants(per_acc, margin),
+            icc=icc, design_effect=design_effect(float(n.mean()) if n.size else 1.0, 0.0 if math.isnan(icc) else icc)))
+
+    p_holm = holm([r["p_value"] for r in results])
+    pp_holm = holm([r["participant_p_value"] for r in results])
+    tost_holm = holm([max(r["tost_p_trials"], r["tost_p_participants"]) for r in results])
+    condition_results = []
+    for r, ph, pph, th in zip(results, p_holm, pp_holm, tost_holm):
+        different = bool(ph < alpha and pph < alpha)   # NaN compares False: one participant proves nothing
+        equivalent = bool(th < alpha)
+        res = ConditionResult(**r, p_value_holm=ph, participant_p_value_holm=pph, tost_p_holm=th,
+                              different=different, equivalent=equivalent, verdict="")
+        res.verdict = _verdict(res, margin, alpha, plan) if res.trials else "NO DATA for this condition yet."
+        condition_results.append(res)
+
+    supported = [c.condition for c in condition_results if c.equivalent and not c.different]
+    if not any(c.trials for c in condition_results):
+        verdict = "No analysable answers yet."
+    elif supported and len(supported) == len(condition_results):
+        verdict = f"'Indistinguishable' (within ±{margin:.0%}) is supported for every condition."
+    elif supported:
+        verdict = (f"'Indistinguishable' (within ±{margin:.0%}) is supported only for: {', '.join(supported)}; "
+                   "not for the other conditions.")
+    else:
+        verdict = f"'Indistinguishable' (within ±{margin:.0%}) is NOT supported for any condition."
+
+    notes = []
+    if len(conditions) > 1:
+        notes.append(f"Holm correction across {len(conditions)} conditions (family-wise α = {alpha}).")
+    if any(s.undersampled for s in image_stats(kept, min_views=min_views_per_image)):
+        notes.append(f"Some images were seen fewer than {min_views_per_image} times: their fool rates are noisy.")
+    return StudyReport(
+        alpha=alpha, margin=margin,
+        exclusion_rule=_exclusion_rule_text(min_attention_correct, exclude_median_rt_below_ms),
+        participants_total=len(all_participants),
+        participants_analysed=len({r["participant"] for r in kept}),
+        excluded=excluded, incomplete=incomplete if not include_incomplete else [],
+        attention_accuracy=sum(attention) / len(attention) if attention else math.nan,
+        conditions=condition_results, images=image_stats(kept, min_views=min_views_per_image),
+        power=plan, verdict=verdict, notes=notes)
+
+
+def _pct(x: float) -> str:
+    return "  n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:5.1f}%"
+
+
+def format_report(report: StudyReport, *, max_images: int = 10) -> str:
+    """Plain-text report for the terminal and the admin page."""
+    lines = [
+        f"Participants: {report.participants_total} with answers, {report.participants_analysed} analysed, "
+        f"{len(report.excluded)} excluded, {len(report.incomplete)} incomplete (not analysed).",
+        f"Exclusion rule (pre-declared): {report.exclusion_rule}.",
+        f"Attention checks of analysed participants: {_pct(report.attention_accuracy).strip()} correct.",
+        "",
+        f"{'condition':<16} {'people':>6} {'trials':>6} {'acc':>6} {'exact 95% CI':>15} {'bootstrap CI':>15} "
+        f"{'p':>7} {'p_holm':>7} {'d′':>6} {'left':>6} {'TOST p':>7}",
+    ]
+    for c in report.conditions:
+        lines.append(
+            f"{c.condition:<16} {c.participants:>6} {c.trials:>6} {_pct(c.accuracy)} "
+            f"{_pct(c.ci_exact[0])}–{_pct(c.ci_exact[1]).strip():>6} {_pct(c.ci_bootstrap[0])}–{_pct(c.ci_bootstrap[1]).strip():>6} "
+            f"{c.p_value:>7.3g} {c.p_value_holm:>7.3g} {c.dprime:>6.2f} {_pct(c.left_choice_rate)} {c.tost_p_holm:>7.3g}")
+    lines.append("")
+    for c in report.conditions:
+        lines.append(f"[{c.condition}] {c.verdict}")
+        lines.append(f"    Wilson 95% CI {_pct(c.ci_wilson[0]).strip()}–{_pct(c.ci_wilson[1]).strip()}; "
+                     f"d′ 95% CI {c.dprime_ci[0]:.2f} to {c.dprime_ci[1]:.2f}; side bias c = {c.position_bias_c:+.2f} "
+                     f"(left answers p = {c.position_p_value:.3g}); ICC = {c.icc:.3f}, design effect {c.design_effect:.2f}; "
+                     f"mean participant accuracy {_pct(c.participant_mean_accuracy).strip()} (t-test p = {c.participant_p_value:.3g}).")
+    p = report.power
+    lines += [
+        "",
+        f"Power plan ({p.trials_per_participant} pairs per participant, ICC {p.icc:.3f} {p.icc_source}, "
+        f"design effect {p.design_effect:.2f}, α = {p.alpha}, power {p.target_power:.0%}):",
+        f"    to detect {p.detect_accuracy:.0%} accuracy: {p.trials_to_detect} independent trials ≈ "
+        f"{p.participants_to_detect} participants",
+        f"    to show equivalence within ±{p.margin:.0%}: {p.trials_for_equivalence} independent trials ≈ "
+        f"{p.participants_for_equivalence} participants",
+    ]
+    fakes = [s for s in report.images if s.role == "fake"]
+    if fakes:
+        under = sum(s.undersampled for s in fakes)
+        lines += ["", f"Most convincing fakes (fool rate, Wilson 95% CI; {under} of {len(fakes)} fakes under-sampled):"]
+        for s in sorted(fakes, key=lambda s: -s.shrunk_rate)[:max_images]:
+            flag = "  (under-sampled)" if s.undersampled else ""
+            lines.append(f"    {s.image:<40} {s.judged_real:>3}/{s.views:<3} {_pct(s.rate)} "
+                         f"[{_pct(s.ci_low).strip()}–{_pct(s.ci_high).strip()}] shrunk {_pct(s.shrunk_rate).strip()}{flag}")
+    if report.excluded:
+        lines += ["", "Excluded: " + "; ".join(f"participant {k}: {v}" for k, v in sorted(report.excluded.items()))]
+    lines += [""] + report.notes + ["", f"VERDICT: {report.verdict}"]
+    return "\n".join(lines)

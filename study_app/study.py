@@ -1,0 +1,149 @@
+"""A study dir as one object (config + manifest + images + database), and the public Python API.
+
+Study dir layout (written by `init_study` / `study-app init`):
+
+    STUDY_DIR/
+      study.toml          editable config: texts, consent items, design, conditions, analysis plan
+      manifest.json       every image the app may show, with sha256, size, format
+      images/real/...     copies of the real images (unless copy_images=False)
+      images/<label>/...  copies of each fake set, one folder per condition
+      images/attention/   scrambled copies of some real images, for attention checks
+      responses.sqlite    the response database (SQLite WAL), created on first use
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import shlex
+import shutil
+from pathlib import Path
+from typing import Callable, Sequence
+
+from . import export, stats
+from .config import (CONFIG_FILENAME, DEFAULT_DB_FILENAME, MANIFEST_FILENAME, Condition, ConfigError,
+                     StudyConfig, apply_overrides, load_config, save_config)
+from .manifest import ImageStore, ManifestError, build_manifest, load_manifest, save_manifest
+from .planning import assigned_conditions, plan_trials
+from .storage import ParticipantState, StudyStore
+
+DB_URL_ENV = "STUDY_APP_DB"
+STUDY_DIR_ENV = "STUDY_APP_DIR"
+
+
+def resolve_db_url(study_dir: str | Path, config: StudyConfig, override: str | None = None) -> str:
+    """--db / STUDY_APP_DB, else the config's storage.database_url, else SQLite in the study dir.
+    A relative SQLite path is taken relative to the study dir, not the working directory."""
+    url = override or os.environ.get(DB_URL_ENV) or config.storage.database_url
+    if not url:
+        return f"sqlite:///{(Path(study_dir) / DEFAULT_DB_FILENAME).resolve()}"
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and url != "sqlite:///:memory:":
+        path = Path(url[len("sqlite:///"):])
+        if not path.is_absolute():
+            return f"sqlite:///{(Path(study_dir) / path).resolve()}"
+    return url
+
+
+class Study:
+    """Config, manifest, images and store of one study dir. Thread-safe; the app shares one."""
+
+    def __init__(self, study_dir: str | Path, db_url: str | None = None, *, create_db: bool = True):
+        self.dir = Path(study_dir)
+        self.config = load_config(self.dir)
+        self.manifest = load_manifest(self.dir)
+        missing = [c for c in self.config.condition_labels() if not self.manifest.ids("fake", c)]
+        if missing:
+            raise ConfigError(f"{self.dir / CONFIG_FILENAME}: condition(s) {', '.join(missing)} have no fake images "
+                              f"in {MANIFEST_FILENAME}")
+        self.images = ImageStore(self.dir, self.manifest)
+        self.db_url = resolve_db_url(self.dir, self.config, db_url)
+        self.store = StudyStore(self.db_url, create=create_db)
+
+    @property
+    def fingerprint(self) -> str:
+        return f"{self.config.fingerprint()}-{self.manifest.fingerprint()}"
+
+    def new_participant(self, platform_id: str | None = None, platform_info: dict | None = None) -> ParticipantState:
+        """Consent given: create the participant with their trial plan (raises StudyClosed when closed)."""
+        def make_plan(token: str, seq: int):
+            return plan_trials(self.config, self.manifest, token, seq), assigned_conditions(self.config, seq)
+        return self.store.create_participant(make_plan, study_fingerprint=self.fingerprint,
+                                             platform_id=platform_id, platform_info=platform_info)
+
+    def analyse(self, rows: list[dict] | None = None) -> stats.StudyReport:
+        a, d = self.config.analysis, self.config.design
+        return stats.analyse(
+            self.store.trial_rows() if rows is None else rows, conditions=self.config.condition_labels(),
+            alpha=a.alpha, margin=a.equivalence_margin, min_attention_correct=a.min_attention_correct,
+            exclude_median_rt_below_ms=a.exclude_median_rt_below_ms, include_incomplete=a.include_incomplete,
+            min_views_per_image=a.min_views_per_image, bootstrap_resamples=a.bootstrap_resamples,
+            trials_per_participant=d.trials_per_condition, assumed_icc=a.assumed_icc,
+            target_power=a.target_power, seed=d.seed)
+
+    def export_records(self, include_platform_ids: bool = False) -> list[dict]:
+        rows = self.store.trial_rows()
+        a = self.config.analysis
+        excluded = stats.exclusions(rows, min_attention_correct=a.min_attention_correct,
+                                    exclude_median_rt_below_ms=a.exclude_median_rt_below_ms)
+        return export.export_records(rows, excluded, include_platform_ids)
+
+    def export_csv(self, include_platform_ids: bool = False) -> str:
+        return export.to_csv(self.export_records(include_platform_ids), include_platform_ids)
+
+
+def init_study(study_dir: str | Path, real_dir: str | Path, fakes: Sequence[tuple[str, str | Path]], *,
+               copy_images: bool = True, force: bool = False, progress: Callable[[str], None] | None = None,
+               **overrides) -> Path:
+    """Create a study dir from a folder of real images and one or more labelled fake-image folders.
+
+    `fakes` is a list of (label, folder), e.g. [("stylegan-psi0.7", "fakes/psi07")]. Keyword
+    overrides set config fields by name (title, trials_per_condition, practice_trials,
+    attention_checks, assignment, seed, completion_code, redirect_url, equivalence_margin, ...).
+    Raises ConfigError / ManifestError with a readable message and leaves no half-written study.
+    Image-set warnings (size, format, compression) are kept in manifest.json's "warnings"."""
+    study_dir = Path(study_dir)
+    if (study_dir / CONFIG_FILENAME).exists() and not force:
+        raise ConfigError(f"{study_dir} already holds a study ({CONFIG_FILENAME}); pass force=True / --force to replace it")
+    fakes = [(str(label), Path(folder)) for label, folder in fakes]
+    config = StudyConfig(conditions=[Condition(label=label) for label, _ in fakes])
+    overrides.setdefault("seed", secrets.randbelow(2**31))
+    overrides.setdefault("completion_code", "C" + secrets.token_hex(4).upper())
+    apply_overrides(config, overrides)
+
+    created = not study_dir.exists()
+    study_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        if force and (study_dir / "images").exists():
+            shutil.rmtree(study_dir / "images")
+        attention_images = min(10, max(config.design.attention_checks, 1) * 3) if config.design.attention_checks else 0
+        manifest = build_manifest(study_dir, real_dir, fakes, copy_images=copy_images,
+                                  attention_images=attention_images, seed=config.design.seed, progress=progress)
+        m = config.design.trials_per_condition
+        for label in config.condition_labels():
+            n_fakes = len(manifest.ids("fake", label))
+            if n_fakes < m:
+                manifest.warnings.append(f"'{label}' has {n_fakes} fake images but trials_per_condition is {m}: "
+                                         "fakes will repeat within a participant")
+        n_reals, needed = len(manifest.ids("real")), config.main_trials_per_participant()
+        if n_reals < needed:
+            manifest.warnings.append(f"{n_reals} real images for {needed} main trials per participant: "
+                                     "real images will repeat within a participant")
+        save_manifest(manifest, study_dir)
+        save_config(config, study_dir)
+    except (ConfigError, ManifestError, OSError):
+        if created:
+            shutil.rmtree(study_dir, ignore_errors=True)
+        raise
+    return study_dir
+
+
+def serve_command(study_dir: str | Path, port: int = 8501, db_url: str | None = None) -> str:
+    """The shell command that hosts the study (print it for the user)."""
+    cmd = ["study-app", "serve", str(study_dir), "--port", str(port)]
+    if db_url:
+        cmd += ["--db", db_url]
+    return shlex.join(cmd)
+
+
+def analyse_study(study_dir: str | Path, db_url: str | None = None) -> stats.StudyReport:
+    """Statistics of a study dir's responses (see stats.StudyReport; stats.format_report prints it)."""
+    return Study(study_dir, db_url, create_db=True).analyse()

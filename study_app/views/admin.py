@@ -1,0 +1,135 @@
+"""Admin page (`/admin`): live counts, per-condition results, open/close, export, deletion by code.
+
+The password comes from the STUDY_ADMIN_PASSWORD environment variable of the server, never from
+the config file, and is compared in constant time. Every number is read fresh from the database.
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import time
+
+import streamlit as st
+from sqlalchemy.engine import make_url
+
+from study_app import export, stats
+from study_app.config import ADMIN_PASSWORD_ENV
+from study_app.views.common import load_study
+
+MAX_FAILURES = 5
+LOCKOUT_SECONDS = 60
+
+study = load_study()
+cfg = study.config
+store = study.store
+ss = st.session_state
+
+
+def _sign_in() -> None:
+    expected = os.environ.get(ADMIN_PASSWORD_ENV, "")
+    entered = ss.get("admin-password") or ""
+    if time.monotonic() < ss.get("admin_locked_until", 0):
+        return
+    if expected and hmac.compare_digest(entered.encode(), expected.encode()):
+        ss["admin_ok"] = True
+        ss["admin_failures"] = 0
+    else:
+        ss["admin_failures"] = ss.get("admin_failures", 0) + 1
+        if ss["admin_failures"] >= MAX_FAILURES:  # slow down guessing from one session
+            ss["admin_locked_until"] = time.monotonic() + LOCKOUT_SECONDS
+    ss["admin-password"] = ""
+
+
+def _delete_by_code() -> None:
+    code = ss.get("admin-deletion-code", "")
+    ss["admin_delete_result"] = store.withdraw_by_code(code) if code.strip() else None
+
+
+def sign_in_screen() -> None:
+    st.title("Study admin")
+    if not os.environ.get(ADMIN_PASSWORD_ENV):
+        st.error(f"The admin page is disabled: start the server with the environment variable {ADMIN_PASSWORD_ENV} set.")
+        st.stop()
+    locked = time.monotonic() < ss.get("admin_locked_until", 0)
+    st.text_input("Admin password", type="password", key="admin-password", disabled=locked)
+    st.button("Sign in", type="primary", key="admin-sign-in", on_click=_sign_in, disabled=locked)
+    if locked:
+        st.error(f"Too many wrong passwords: wait {LOCKOUT_SECONDS} s.")
+    elif ss.get("admin_failures"):
+        st.error("Wrong password.")
+    st.stop()
+
+
+def dashboard() -> None:
+    st.title(f"Admin — {cfg.title}")
+    st.caption(f"Study dir `{study.dir}` · database `{make_url(study.db_url).render_as_string(hide_password=True)}` · "
+               f"fingerprint `{study.fingerprint}`")
+    is_open = store.is_open()
+    status, toggle = st.columns([3, 1])
+    status.markdown(f"**Status:** {'🟢 open to new participants' if is_open else '🔴 closed to new participants'} "
+                    "(participants already started can always finish)")
+    toggle.button("Close study" if is_open else "Open study", key="toggle-open",
+                  on_click=store.set_open, args=(not is_open,))
+    st.button("Refresh", key="refresh")
+
+    rows = store.trial_rows()
+    report = study.analyse(rows)
+    counts = store.counts()
+    metrics = st.columns(5)
+    metrics[0].metric("Started", counts["started"])
+    metrics[1].metric("In progress", counts["in_progress"])
+    metrics[2].metric("Completed", counts["completed"])
+    metrics[3].metric("Withdrawn", counts["withdrawn"])
+    metrics[4].metric("Excluded", len(report.excluded), help=report.exclusion_rule)
+
+    st.subheader("Results per condition")
+    st.dataframe([{
+        "condition": c.condition, "participants": c.participants, "trials": c.trials,
+        "accuracy": f"{c.accuracy:.1%}" if c.trials else "–",
+        "exact 95% CI": f"{c.ci_exact[0]:.1%}–{c.ci_exact[1]:.1%}" if c.trials else "–",
+        "bootstrap 95% CI": f"{c.ci_bootstrap[0]:.1%}–{c.ci_bootstrap[1]:.1%}" if c.trials else "–",
+        "p (Holm)": round(c.p_value_holm, 4) if c.trials else None,
+        "TOST p (Holm)": round(c.tost_p_holm, 4) if c.trials else None,
+        "d′": round(c.dprime, 2) if c.trials else None,
+    } for c in report.conditions], hide_index=True)
+    st.info(report.verdict)
+    with st.expander("Full statistics report"):
+        st.code(stats.format_report(report), language=None)
+    if study.manifest.warnings:
+        with st.expander(f"Image-set warnings ({len(study.manifest.warnings)})"):
+            for w in study.manifest.warnings:
+                st.warning(w)
+
+    st.subheader("Export")
+    downloads = st.columns(4)
+    downloads[0].download_button("Trials CSV", study.export_csv(), file_name="trials.csv", mime="text/csv",
+                                 key="download-trials", on_click="ignore")
+    downloads[1].download_button("Codebook", export.codebook_markdown(), file_name="codebook.md",
+                                 mime="text/markdown", key="download-codebook", on_click="ignore")
+    downloads[2].download_button("Report (text)", stats.format_report(report), file_name="report.txt",
+                                 key="download-report", on_click="ignore")
+    downloads[3].download_button("Report (JSON)", json.dumps(report.to_dict(), indent=1, default=str),
+                                 file_name="report.json", mime="application/json", key="download-json",
+                                 on_click="ignore")
+
+    st.subheader("Recruitment")
+    params = "&".join(f"{k}={{{{%{k}%}}}}" for k in cfg.recruitment.platform_id_params)
+    st.markdown("Send participants to this server's root address; each gets a personal resume link after "
+                f"consenting. For Prolific: `https://YOUR-HOST/?{params}`"
+                + ("" if cfg.recruitment.store_platform_ids else
+                   " (platform IDs are **not stored**: set recruitment.store_platform_ids to keep them)."))
+
+    st.subheader("Delete a participant's answers")
+    st.text_input("Deletion code (from the participant)", key="admin-deletion-code")
+    st.button("Delete", key="admin-delete", on_click=_delete_by_code)
+    result = ss.pop("admin_delete_result", None)
+    if result is True:
+        st.success("Deleted.")
+    elif result is False:
+        st.error("No participant has that deletion code.")
+
+
+if not ss.get("admin_ok"):
+    sign_in_screen()
+dashboard()
