@@ -1,0 +1,184 @@
+"""Inception features for image sources, computed once and cached.
+
+Decoding (and on the CPU, the clean resize) runs in DataLoader workers while the main process
+runs the network. On a GPU the resize runs on the device (`resize_torch`, bit-compatible with
+PIL) so the CPU only decodes.
+"""
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from .cache import CachedFeatures, FeatureCache, cache_key
+from .errors import BadImagesError
+from .inception import EXTRACTOR_ID, FEATURE_DIM, load_inception
+from .resize import RESIZE_MODE, resize_pil, resize_torch
+from .sources import DecodeError, ImageSource
+from .weights import require
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_workers() -> int:
+    # Leave the cores to the network on small machines; decoding is cheap next to Inception on a CPU.
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(8, cpus // 2))
+
+
+@lru_cache(maxsize=4)
+def _extractor(device: str):
+    path, sha = require("inception")
+    return load_inception(path, device), sha
+
+
+def extractor_info() -> dict:
+    _, sha = require("inception")
+    return {"id": EXTRACTOR_ID, "weights_sha256": sha, "dims": FEATURE_DIM, "resize": RESIZE_MODE}
+
+
+class _DecodeDataset(torch.utils.data.Dataset):
+    def __init__(self, source: ImageSource, resize_here: bool):
+        self.source = source
+        self.resize_here = resize_here
+
+    def __len__(self):
+        return len(self.source)
+
+    def __getitem__(self, i):
+        try:
+            image, mode = self.source.load(i)
+        except (DecodeError, OSError) as err:
+            return {"index": i, "error": str(err)}
+        item = {"index": i, "mode": mode, "size": (image.shape[1], image.shape[0])}
+        item["image"] = resize_pil(image) if self.resize_here else image
+        return item
+
+
+def _collate(items):
+    return items
+
+
+@dataclass
+class Extraction:
+    features: np.ndarray
+    names: list[str]
+    bad: list[tuple[str, str]]
+    modes: Counter = field(default_factory=Counter)
+    sizes: dict = field(default_factory=dict)  # "WxH" -> [count, example name]
+
+
+def _forward(model, batch: torch.Tensor, device: torch.device) -> np.ndarray:
+    batch = batch.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+    return model(batch).float().cpu().numpy()
+
+
+@torch.inference_mode()
+def features_of_arrays(arrays, device: torch.device | None = None, batch_size: int = 64) -> np.ndarray:
+    """Features of uint8 image batches (B, H, W, 3) — e.g. streamed from a generator — without files."""
+    device = device or default_device()
+    model, _ = _extractor(str(device))
+    out = []
+    for batch in arrays:
+        batch = np.asarray(batch)
+        if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[3] != 3:
+            raise ValueError(f"expected uint8 (B, H, W, 3) batches, got {batch.dtype} {batch.shape}")
+        for start in range(0, len(batch), batch_size):
+            chunk = batch[start:start + batch_size]
+            if device.type == "cpu":
+                resized = torch.from_numpy(np.stack([resize_pil(img) for img in chunk]))
+            else:
+                resized = resize_torch(torch.from_numpy(chunk).to(device).permute(0, 3, 1, 2))
+            out.append(_forward(model, resized, device))
+    return np.concatenate(out) if out else np.zeros((0, FEATURE_DIM), np.float32)
+
+
+@torch.inference_mode()
+def extract_source(source: ImageSource, device: torch.device | None = None, batch_size: int = 64,
+                   num_workers: int | None = None, progress: bool = True) -> Extraction:
+    from tqdm import tqdm
+
+    device = device or default_device()
+    model, _ = _extractor(str(device))
+    resize_on_cpu = device.type == "cpu"
+    workers = default_workers() if num_workers is None else num_workers
+    if len(source) <= batch_size:
+        workers = 0  # starting a worker process costs more than decoding one batch
+    loader = torch.utils.data.DataLoader(
+        _DecodeDataset(source, resize_here=resize_on_cpu), batch_size=batch_size, shuffle=False,
+        num_workers=workers, collate_fn=_collate, pin_memory=device.type == "cuda",
+        persistent_workers=False, prefetch_factor=4 if workers else None)
+    feats, names, bad = [], [], []
+    modes: Counter = Counter()
+    sizes: dict = {}
+    with tqdm(total=len(source), desc=f"features {source.path.name}", unit="img", disable=not progress) as bar:
+        for items in loader:
+            good = []
+            for item in items:
+                name = source.names[item["index"]]
+                if "error" in item:
+                    bad.append((name, item["error"]))
+                    continue
+                good.append(item)
+                names.append(name)
+                modes[item["mode"]] += 1
+                key = "x".join(map(str, item["size"]))
+                sizes.setdefault(key, [0, name])[0] += 1
+            if good:
+                if resize_on_cpu:
+                    batch = torch.from_numpy(np.stack([it["image"] for it in good]))
+                else:
+                    batch = torch.cat([
+                        resize_torch(torch.from_numpy(it["image"]).to(device).permute(2, 0, 1)[None])
+                        for it in good])
+                feats.append(_forward(model, batch, device))
+            bar.update(len(items))
+    features = np.concatenate(feats) if feats else np.zeros((0, FEATURE_DIM), np.float32)
+    return Extraction(features, names, bad, modes, sizes)
+
+
+def _descriptor(source: ImageSource, fingerprint: str, weights_sha: str) -> dict:
+    return {"source_kind": source.kind, "fingerprint": fingerprint, "extractor": EXTRACTOR_ID,
+            "weights_sha256": weights_sha, "resize": RESIZE_MODE}
+
+
+@dataclass
+class SourceFeatures:
+    """Features of one image source, with what the report needs to say about it."""
+    features: np.ndarray
+    names: list[str]
+    bad: list[tuple[str, str]]
+    meta: dict
+    from_cache: bool
+
+    @property
+    def num_images(self) -> int:
+        return int(self.features.shape[0])
+
+
+def source_features(source: ImageSource, device: torch.device | None = None, batch_size: int = 64,
+                    num_workers: int | None = None, use_cache: bool = True, skip_bad: bool = False,
+                    progress: bool = True, cache: FeatureCache | None = None) -> SourceFeatures:
+    """Cached features of an image source; unreadable files raise BadImagesError unless `skip_bad`."""
+    cache = cache or FeatureCache()
+    _, weights_sha = require("inception")
+    key = cache_key(_descriptor(source, source.fingerprint(progress), weights_sha))
+    entry = cache.load(key) if use_cache else None
+    from_cache = entry is not None
+    if entry is None:
+        ex = extract_source(source, device, batch_size, num_workers, progress)
+        meta = {"source": str(source.path), "source_kind": source.kind, "extractor": EXTRACTOR_ID,
+                "weights_sha256": weights_sha, "resize": RESIZE_MODE, "modes": dict(ex.modes),
+                "sizes": ex.sizes, "ignored": source.ignored[:20], "num_ignored": len(source.ignored)}
+        entry = CachedFeatures(ex.features, ex.names, ex.bad, meta)
+        if use_cache:
+            cache.save(key, entry)
+    if entry.bad and not skip_bad:
+        raise BadImagesError(str(source.path), entry.bad)
+    return SourceFeatures(entry.features, entry.names, entry.bad, entry.meta, from_cache)

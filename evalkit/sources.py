@@ -1,0 +1,211 @@
+"""Image sources: a folder (searched recursively), a zip of images, or a saved statistics file.
+
+Files are matched by extension as clean-fid does ({bmp, jpg, jpeg, pgm, png, ppm, tif, tiff,
+webp, npy}, any case) and read in sorted order. Every image is converted with PIL's
+`convert("RGB")`, again exactly as clean-fid does: grayscale is replicated, palette images are
+expanded, and an alpha channel is dropped (not composited). The source records which modes it
+met so the report can say so.
+
+A source's fingerprint is a hash of its content (file names and bytes; for a zip, member names,
+sizes and CRC-32s), which keys the feature cache. Hashing a large folder twice is avoided with a
+memo keyed by the folder's listing (names, sizes, modification times), the way git's index
+avoids re-reading unchanged files.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .atomic import write_text_atomic
+from .errors import SourceError
+from .home import features_dir
+
+IMAGE_EXTENSIONS = {"bmp", "jpg", "jpeg", "pgm", "png", "ppm", "tif", "tiff", "webp", "npy"}
+
+
+def is_image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower().lstrip(".") in IMAGE_EXTENSIONS
+
+
+class DecodeError(Exception):
+    pass
+
+
+def decode_image(data: bytes, name: str) -> tuple[np.ndarray, str]:
+    """Bytes of one file -> (uint8 RGB array (H, W, 3), the file's original PIL mode)."""
+    if name.lower().endswith(".npy"):
+        try:
+            array = np.load(io.BytesIO(data), allow_pickle=False)
+        except Exception as err:  # numpy raises several types for a bad file
+            raise DecodeError(f"not a readable .npy array ({err})") from None
+        if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+            raise DecodeError(f".npy image must be uint8 (H, W, 3), got {array.dtype} {array.shape}")
+        return np.ascontiguousarray(array), "npy"
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            mode = img.mode
+            img.load()  # decode fully here so truncation is caught now, not later
+            rgb = img.convert("RGB")
+    except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
+        reason = str(err) or type(err).__name__
+        raise DecodeError(reason) from None
+    return np.asarray(rgb), mode
+
+
+@dataclass
+class ImageSource:
+    """A folder or zip of images. `names` are paths relative to the folder (or zip members)."""
+    kind: str                       # "folder" or "zip"
+    path: Path
+    names: list[str]
+    ignored: list[str] = field(default_factory=list)   # files that are not images, by extension
+    _zip: zipfile.ZipFile | None = field(default=None, repr=False, compare=False)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getstate__(self):  # sent to DataLoader workers: each opens its own zip handle
+        state = dict(self.__dict__)
+        state["_zip"] = None
+        return state
+
+    def read_bytes(self, i: int) -> bytes:
+        name = self.names[i]
+        if self.kind == "zip":
+            if self._zip is None:
+                self._zip = zipfile.ZipFile(self.path)
+            return self._zip.read(name)
+        return (self.path / name).read_bytes()
+
+    def load(self, i: int) -> tuple[np.ndarray, str]:
+        return decode_image(self.read_bytes(i), self.names[i])
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.path} ({len(self.names)} images)"
+
+    def fingerprint(self, progress: bool = False) -> str:
+        if self.kind == "zip":
+            digest = hashlib.sha256(b"zip-v1")
+            with zipfile.ZipFile(self.path) as zf:
+                infos = {info.filename: info for info in zf.infolist()}
+            for name in self.names:
+                info = infos[name]
+                digest.update(f"{name}\0{info.file_size}\0{info.CRC:08x}\n".encode())
+            return digest.hexdigest()
+        return _folder_fingerprint(self.path, self.names, progress)
+
+
+def _folder_fingerprint(root: Path, names: list[str], progress: bool) -> str:
+    listing = hashlib.sha256(b"listing-v1")
+    for name in names:
+        st = (root / name).stat()
+        listing.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    memo_path = features_dir() / "fingerprints" / f"{listing.hexdigest()}.json"
+    if memo_path.is_file():
+        try:
+            return json.loads(memo_path.read_text())["content"]
+        except (ValueError, KeyError):
+            pass  # a damaged memo is simply recomputed
+    from tqdm import tqdm
+
+    content = hashlib.sha256(b"folder-v1")
+    for name in tqdm(names, desc=f"hashing {root.name}", unit="file", disable=not progress or len(names) < 2000,
+                     leave=False):
+        content.update(name.encode() + b"\0" + hashlib.sha256((root / name).read_bytes()).digest())
+    fingerprint = content.hexdigest()
+    write_text_atomic(memo_path, json.dumps({"root": str(root), "content": fingerprint}))
+    return fingerprint
+
+
+@dataclass
+class StatsSource:
+    """Saved statistics (`evalkit stats SRC -o file.npz`, or clean-fid's mu/sigma npz)."""
+    path: Path
+    mu: np.ndarray
+    sigma: np.ndarray
+    num_images: int | None
+    meta: dict
+    features: np.ndarray | None = None
+
+    def describe(self) -> str:
+        n = "?" if self.num_images is None else self.num_images
+        return f"statistics {self.path} ({n} images)"
+
+
+def load_stats_file(path: Path) -> StatsSource:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            keys = set(data.files)
+            if not {"mu", "sigma"} <= keys:
+                raise SourceError(f"{path} is an .npz file without 'mu' and 'sigma' arrays; "
+                                  "write one with `evalkit stats SRC -o FILE.npz`.")
+            mu = data["mu"].astype(np.float64)
+            sigma = data["sigma"].astype(np.float64)
+            meta = json.loads(str(data["meta"])) if "meta" in keys else {}
+            features = data["features"] if "features" in keys else None
+    except SourceError:
+        raise
+    except Exception as err:
+        raise SourceError(f"{path} is not a readable statistics file ({err}).") from None
+    if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
+        raise SourceError(f"{path}: mu has shape {mu.shape} and sigma {sigma.shape}; expected (d,) and (d, d).")
+    num = meta.get("num_images")
+    if num is None and features is not None:
+        num = int(features.shape[0])
+    return StatsSource(path, mu, sigma, num, meta, features)
+
+
+def _list_folder(root: Path) -> tuple[list[str], list[str]]:
+    images, others = [], []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for fn in filenames:
+            if fn.startswith("."):
+                continue
+            rel = os.path.relpath(os.path.join(dirpath, fn), root)
+            (images if is_image_name(fn) else others).append(rel)
+    return sorted(images), sorted(others)
+
+
+def open_source(spec: str | os.PathLike) -> ImageSource | StatsSource:
+    """Resolve a command-line source argument to an image or statistics source, or explain why not."""
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise SourceError(f"{path} does not exist. Give an image folder, a .zip of images, or an .npz "
+                          "statistics file.")
+    if path.is_dir():
+        images, others = _list_folder(path)
+        if not images:
+            if not others:
+                raise SourceError(f"{path} is empty. Put the images (png, jpg, webp, ...) in it, in any "
+                                  "sub-folders.")
+            examples = ", ".join(others[:5])
+            raise SourceError(
+                f"No images found in {path} (looked recursively for "
+                f"{', '.join(sorted(IMAGE_EXTENSIONS))}); it holds {len(others)} other file(s) such as "
+                f"{examples}.")
+        return ImageSource("folder", path.resolve(), images, others)
+    suffix = path.suffix.lower()
+    if suffix == ".zip":
+        try:
+            with zipfile.ZipFile(path) as zf:
+                members = [n for n in zf.namelist() if not n.endswith("/")]
+        except zipfile.BadZipFile as err:
+            raise SourceError(f"{path} is not a readable zip file ({err}).") from None
+        images = sorted({m for m in members if is_image_name(m)})
+        others = sorted(m for m in members if not is_image_name(m))
+        if not images:
+            raise SourceError(f"{path} contains no images (members: {', '.join(others[:5]) or 'none'}).")
+        return ImageSource("zip", path.resolve(), images, others)
+    if suffix == ".npz":
+        return load_stats_file(path)
+    raise SourceError(f"{path} is a file with an unsupported type '{suffix}'. Give an image folder, a .zip "
+                      "of images, or an .npz statistics file.")
