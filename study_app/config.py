@@ -103,6 +103,7 @@ class Design:
     assignment: str = "within"         # "within": every participant sees every condition; "between": one each
     seed: int = 0                      # study seed: image rotation and per-participant orders derive from it
     image_width: int = 0               # on-screen width of each image in px; 0 = column width
+    min_response_ms: int = 250         # answers sooner than this after a pair appears are ignored (double clicks)
     minutes_estimate: int = 0          # shown in the briefing; 0 = estimate from trial counts
 
 
@@ -184,7 +185,7 @@ class StudyConfig:
                 raise ConfigError(f"conditions: label {label!r} may use only letters, digits and . _ - = (1-40 chars)")
         if d.trials_per_condition < 1:
             raise ConfigError("design.trials_per_condition must be at least 1")
-        for name in ("practice_trials", "attention_checks", "image_width", "minutes_estimate"):
+        for name in ("practice_trials", "attention_checks", "image_width", "minutes_estimate", "min_response_ms"):
             if getattr(d, name) < 0:
                 raise ConfigError(f"design.{name} must not be negative")
         if d.assignment not in ("within", "between"):

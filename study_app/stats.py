@@ -465,11 +465,15 @@ def analyse(rows: Sequence[dict], *, conditions: Sequence[str], alpha: float = 0
         n = np.array([c[1] for c in per.values()], dtype=int)
         partial.append((label, main, k, n))
 
+    # A small study estimates the ICC poorly (often 0): plan with the larger of observed and assumed.
     observed_iccs = [icc_binary(k, n) for *_, k, n in partial if k.size >= 10]
     observed_iccs = [v for v in observed_iccs if not math.isnan(v)]
-    icc_for_plan = float(np.mean(observed_iccs)) if observed_iccs else assumed_icc
-    plan = power_plan(trials_per_participant, icc_for_plan, margin=margin, alpha=alpha, target_power=target_power,
-                      icc_source="observed" if observed_iccs else "assumed")
+    observed = float(np.mean(observed_iccs)) if observed_iccs else math.nan
+    use_observed = not math.isnan(observed) and observed > assumed_icc
+    plan = power_plan(trials_per_participant, observed if use_observed else assumed_icc, margin=margin, alpha=alpha,
+                      target_power=target_power,
+                      icc_source="observed" if use_observed else
+                      ("assumed" if math.isnan(observed) else f"assumed; observed {observed:.3f} is lower"))
 
     results = []
     for label, main, k, n in partial:

@@ -56,6 +56,11 @@ def _start_trials(token: str) -> None:
 def _answer(token: str, index: int, side: str) -> None:
     shown = ss.get(f"shown-{token}-{index}")
     rt_ms = (time.monotonic() - shown[0]) * 1000 if shown else None
+    if rt_ms is not None and rt_ms < cfg.design.min_response_ms:
+        # Faster than anyone can compare two images: the second click of a double click that landed
+        # on the next pair. Keep the pair on screen instead of recording it.
+        ss["notice"] = "That was very fast — please look at both images, then choose."
+        return
     try:
         outcome = store.record_answer(token, index, side, rt_ms=rt_ms, shown_at=shown[1] if shown else None)
     except (NotCurrentTrial, ParticipantFinished):
@@ -133,6 +138,7 @@ def screen_instructions(token: str) -> None:
     label = "Start the practice pairs" if cfg.design.practice_trials else "Start"
     st.button(label, type="primary", key="start-trials", on_click=_start_trials, args=(token,))
     st.caption(f"Your personal link resumes the study where you left off: keep this page's address (…?p={token}).")
+    withdraw_box(token)
 
 
 def withdraw_box(token: str) -> None:
@@ -181,6 +187,7 @@ def screen_feedback(token: str, state, feedback: dict) -> None:
              caption="The real image is framed in green.")
     st.button("Next pair", type="primary", key=f"feedback-next-{trial.index}", shortcut="Enter",
               on_click=lambda: ss.pop("feedback", None))
+    withdraw_box(token)
 
 
 def screen_main_intro(token: str, main_total: int) -> None:

@@ -1,0 +1,145 @@
+"""Simulated participants, for the tests and `python -m bench study`.
+
+- `AppSession` drives the real Streamlit app headlessly (streamlit.testing.v1.AppTest) the way a
+  participant would: briefing, consent, instructions, practice with feedback, trials, debrief.
+- `write_synthetic_images` draws small image sets, so no image set is ever committed;
+- `simulated_rows` makes trial rows with a known accuracy and a known within-participant
+  correlation (beta-binomial), to check that the statistics recover what was put in.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from .study import STUDY_DIR_ENV
+
+APP_PATH = Path(__file__).with_name("app.py")
+
+
+def write_synthetic_images(folder: str | Path, n: int, *, seed: int, size=(32, 32), fmt: str = "PNG",
+                           quality: int = 90) -> Path:
+    """n small distinct images (smooth random blobs, so JPEG compresses them like photos)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    suffix = ".jpg" if fmt == "JPEG" else ".png"
+    for i in range(n):
+        coarse = rng.integers(0, 256, size=(4, 4, 3), dtype=np.uint8)
+        img = Image.fromarray(coarse).resize(size, Image.BILINEAR)
+        img.save(folder / f"img{i:03d}{suffix}", format=fmt, **({"quality": quality} if fmt == "JPEG" else {}))
+    return folder
+
+
+class AppSession:
+    """One browser session of one participant, driven through AppTest (each instance = one session)."""
+
+    def __init__(self, study_dir: str | Path, query_params: dict[str, str] | None = None, *, timeout: float = 60):
+        from streamlit.testing.v1 import AppTest
+
+        self.study_dir = str(Path(study_dir).resolve())
+        self.at = AppTest.from_file(str(APP_PATH), default_timeout=timeout)
+        self.at.query_params.update(query_params or {})
+        self.run()
+
+    def run(self) -> "AppSession":
+        os.environ[STUDY_DIR_ENV] = self.study_dir  # the app finds its study dir here, as under `serve`
+        self.at.run()
+        if self.at.exception:
+            raise RuntimeError(f"the app raised: {[e.value for e in self.at.exception]}")
+        return self
+
+    # -- what is on screen ------------------------------------------------------------------------
+    def button_keys(self) -> list[str]:
+        return [b.key for b in self.at.button]
+
+    @property
+    def token(self) -> str | None:
+        return self.at.query_params.get("p")
+
+    def current_trial(self) -> int | None:
+        """Index of the pair on screen, or None when no pair is shown."""
+        for key in self.button_keys():
+            if key and key.startswith("answer-") and key.endswith("-left"):
+                return int(key.split("-")[1])
+        return None
+
+    def texts(self) -> str:
+        parts = [e.value for kind in ("title", "markdown", "info", "success", "error", "caption", "warning")
+                 for e in getattr(self.at, kind)]
+        return "\n".join(str(p) for p in parts)
+
+    # -- actions ----------------------------------------------------------------------------------
+    def click(self, key: str) -> "AppSession":
+        self.at.button(key=key).click()
+        return self.run()
+
+    def consent(self, agree: bool = True, tick_all: bool = True) -> "AppSession":
+        self.click("to-consent")
+        if tick_all:
+            for box in self.at.checkbox:
+                box.check()
+        return self.click("agree" if agree else "decline")
+
+    def answer(self, side: str) -> "AppSession":
+        index = self.current_trial()
+        if index is None:
+            raise RuntimeError(f"no pair on screen (buttons: {self.button_keys()})")
+        return self.click(f"answer-{index}-{side}")
+
+    def step(self, choose: Callable[[int], str]) -> str | None:
+        """Take the next action the screen asks for; returns what was done, None at the debrief."""
+        keys = self.button_keys()
+        index = self.current_trial()
+        if index is not None:
+            self.click(f"answer-{index}-{choose(index)}")
+            return "answer"
+        for key, action in (("start-trials", "start"), ("start-main", "start-main")):
+            if key in keys:
+                self.click(key)
+                return action
+        feedback = [k for k in keys if k and k.startswith("feedback-next-")]
+        if feedback:
+            self.click(feedback[0])
+            return "feedback"
+        return None
+
+    def run_to_end(self, choose: Callable[[int], str] = lambda index: "left", max_steps: int = 10_000) -> int:
+        """Answer until the debrief; returns the number of answers given."""
+        answers = 0
+        for _ in range(max_steps):
+            action = self.step(choose)
+            if action is None:
+                return answers
+            answers += action == "answer"
+        raise RuntimeError("the participant never reached the debrief")
+
+
+def simulated_rows(n_participants: int, trials_per_participant: int, accuracy: float, *, icc: float = 0.0,
+                   condition: str = "A", seed: int = 0, first_participant: int = 1, attention_checks: int = 0,
+                   attention_accuracy: float = 1.0) -> list[dict]:
+    """Trial rows (the shape StudyStore.trial_rows returns) for simulated participants whose
+    accuracies are Beta-distributed with mean `accuracy` and intra-class correlation `icc`."""
+    rng = np.random.default_rng(seed)
+    if icc > 0:
+        strength = (1 - icc) / icc
+        p = rng.beta(accuracy * strength, (1 - accuracy) * strength, size=n_participants)
+    else:
+        p = np.full(n_participants, accuracy)
+    rows = []
+    for i in range(n_participants):
+        pid = first_participant + i
+        kinds = ["main"] * trials_per_participant + ["attention"] * attention_checks
+        for t, kind in enumerate(kinds):
+            real_side = "left" if rng.random() < 0.5 else "right"
+            correct = rng.random() < (p[i] if kind == "main" else attention_accuracy)
+            chosen = real_side if correct else ("right" if real_side == "left" else "left")
+            rows.append(dict(
+                participant=pid, participant_status="completed", trial_index=t, trial_kind=kind,
+                condition=condition if kind == "main" else "", real_image=f"real/{rng.integers(200)}.png",
+                fake_image=f"{condition}/{rng.integers(200)}.png", real_side=real_side, chosen_side=chosen,
+                correct=bool(correct), rt_ms=float(rng.gamma(4, 300))))
+    return rows
