@@ -46,8 +46,15 @@ class AppSession:
         self.run()
 
     def run(self) -> "AppSession":
+        previous = os.environ.get(STUDY_DIR_ENV)
         os.environ[STUDY_DIR_ENV] = self.study_dir  # the app finds its study dir here, as under `serve`
-        self.at.run()
+        try:
+            self.at.run()
+        finally:
+            if previous is None:
+                os.environ.pop(STUDY_DIR_ENV, None)
+            else:
+                os.environ[STUDY_DIR_ENV] = previous
         if self.at.exception:
             raise RuntimeError(f"the app raised: {[e.value for e in self.at.exception]}")
         return self

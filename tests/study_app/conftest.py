@@ -100,3 +100,11 @@ def postgres_db(postgres_url):
     with admin.connect() as conn:
         conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def chromium_path():
+    """Debian's chromium (Playwright cannot download browsers here). Skips when missing, fails in CI."""
+    path = require_program("chromium", "chromium-browser", "/usr/bin/chromium")
+    pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+    return path

@@ -1,0 +1,137 @@
+"""A real participant session: `study-app serve` + headless Chromium (Debian's `chromium`) via Playwright.
+
+Consent, practice with feedback (mouse and keyboard), main trials with a page reload in the middle
+and a double click, then the debrief; the database must then hold exactly the planned answers.
+"""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from study_app import Study
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+HUMAN_PAUSE_S = 0.35  # longer than the study's min_response_ms (250 ms): answers faster than that are ignored
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def served_study(make_study, tmp_path):
+    """`study-app serve` on a free port; yields (base_url, study_dir); stops the server afterwards."""
+    study_dir = make_study(trials_per_condition=3, practice_trials=2, attention_checks=1, min_response_ms=250,
+                           completion_code="BROWSER-OK")
+    port = _free_port()
+    log = open(tmp_path / "server.log", "w")
+    env = dict(os.environ, STUDY_ADMIN_PASSWORD="pw")
+    server = subprocess.Popen([sys.executable, "-m", "study_app.cli", "serve", str(study_dir), "--port", str(port)],
+                              stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).status == 200:
+                    break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"streamlit did not start:\n{(tmp_path / 'server.log').read_text()}")
+            time.sleep(0.3)
+        yield base, study_dir
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+        log.close()
+
+
+def test_participant_session_in_a_real_browser(served_study, chromium_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    base, study_dir = served_study
+    study = Study(study_dir)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.set_default_timeout(20_000)
+            page.goto(base + "/")
+            page.get_by_role("button", name="Continue to consent").click()
+
+            boxes = page.locator("[data-testid='stCheckbox'] label")
+            expect(boxes.first).to_be_visible()
+            for i in range(boxes.count()):
+                boxes.nth(i).click()
+                expect(page.get_by_role("checkbox").nth(i)).to_be_checked()
+            page.get_by_role("button", name="I agree — start the study").click()
+            page.get_by_role("button", name="Start the practice pairs").click()
+            page.wait_for_url("**/?p=*")
+            token = page.url.split("p=")[1].split("&")[0]
+            state = study.store.get_participant(token)
+            plan = state.plan
+            n_main = len(plan) - 2
+
+            def answered():
+                return study.store.get_participant(token).answered
+
+            # Practice: one answer by mouse, one by keyboard; feedback after each.
+            expect(page.get_by_text("Practice pair 1 of 2")).to_be_visible()
+            time.sleep(HUMAN_PAUSE_S)
+            page.get_by_role("button", name="Left is real").click()
+            expect(page.get_by_role("button", name="Next pair")).to_be_visible()
+            expect(page.get_by_text("the real image was on the " + plan[0].real_side)).to_be_visible()
+            page.keyboard.press("Enter")
+            expect(page.get_by_text("Practice pair 2 of 2")).to_be_visible()
+            time.sleep(HUMAN_PAUSE_S)
+            page.keyboard.press("ArrowRight")
+            expect(page.get_by_role("button", name="Next pair")).to_be_visible()
+            page.get_by_role("button", name="Next pair").click()
+            page.get_by_role("button", name="Start the main part").click()
+
+            for k in range(1, n_main + 1):
+                expect(page.get_by_text(f"Pair {k} of {n_main}", exact=True)).to_be_visible()
+                before = answered()
+                if k == 3:   # a reload mid-study resumes at the same unanswered pair
+                    page.reload()
+                    expect(page.get_by_text(f"Pair {k} of {n_main}", exact=True)).to_be_visible()
+                    assert answered() == before
+                time.sleep(HUMAN_PAUSE_S)
+                if k == 2:   # a double click records one answer, not two
+                    page.get_by_role("button", name="Left is real").dblclick()
+                elif k % 2:
+                    page.keyboard.press("ArrowLeft")
+                else:
+                    page.get_by_role("button", name="Right is real").click()
+                if k < n_main:
+                    expect(page.get_by_text(f"Pair {k + 1} of {n_main}", exact=True)).to_be_visible()
+                    time.sleep(0.3)  # let a stray second click of the double click arrive
+                    assert answered() == before + 1
+
+            expect(page.get_by_text("Thank you — you are done!")).to_be_visible()
+            expect(page.get_by_text("BROWSER-OK")).to_be_visible()
+            expect(page.get_by_text(state.deletion_code)).to_be_visible()
+        finally:
+            browser.close()
+
+    rows = [r for r in study.store.trial_rows() if r["participant"] == state.id]
+    assert [r["trial_index"] for r in rows] == [t.index for t in plan]
+    assert [r["real_image"] for r in rows] == [t.real_image for t in plan]
+    assert [r["chosen_side"] for r in rows[:2]] == ["left", "right"]
+    assert all(r["rt_ms"] >= 250 for r in rows)
+    assert study.store.get_participant(token).status == "completed"
+    assert study.store.counts()["started"] == 1
