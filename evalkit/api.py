@@ -63,7 +63,7 @@ def _image_notes(label: str, feats: SourceFeatures, source: ImageSource) -> list
     return notes
 
 
-def source_stats(spec: str | Path, *, device: torch.device | None = None, batch_size: int = 64,
+def source_stats(spec: str | Path, *, device: torch.device | None = None, batch_size: int | None = None,
                  num_workers: int | None = None, use_cache: bool = True, skip_bad: bool = False,
                  keep_features: bool = False, progress: bool = True, label: str | None = None) -> SourceStats:
     """Statistics for a folder, zip or statistics file."""

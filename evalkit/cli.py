@@ -10,7 +10,7 @@ from .errors import EvalkitError
 
 def _add_extraction_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=None, help="default: 16 on CPU, 128 on GPU")
     p.add_argument("--workers", type=int, default=None, help="decoding worker processes (default: half the cores)")
     p.add_argument("--no-cache", action="store_true", help="recompute features even if cached (and do not store them)")
     p.add_argument("--skip-bad", action="store_true", help="leave out unreadable image files instead of stopping")

@@ -26,6 +26,11 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def default_batch_size(device: torch.device) -> int:
+    # Measured on a 2-core CPU: batches of 16 beat 64 (cache-resident activations); GPUs want big batches.
+    return 16 if device.type == "cpu" else 128
+
+
 def default_workers() -> int:
     # Leave the cores to the network on small machines; decoding is cheap next to Inception on a CPU.
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -80,9 +85,10 @@ def _forward(model, batch: torch.Tensor, device: torch.device) -> np.ndarray:
 
 
 @torch.inference_mode()
-def features_of_arrays(arrays, device: torch.device | None = None, batch_size: int = 64) -> np.ndarray:
+def features_of_arrays(arrays, device: torch.device | None = None, batch_size: int | None = None) -> np.ndarray:
     """Features of uint8 image batches (B, H, W, 3) — e.g. streamed from a generator — without files."""
     device = device or default_device()
+    batch_size = batch_size or default_batch_size(device)
     model, _ = _extractor(str(device))
     out = []
     for batch in arrays:
@@ -100,11 +106,12 @@ def features_of_arrays(arrays, device: torch.device | None = None, batch_size: i
 
 
 @torch.inference_mode()
-def extract_source(source: ImageSource, device: torch.device | None = None, batch_size: int = 64,
+def extract_source(source: ImageSource, device: torch.device | None = None, batch_size: int | None = None,
                    num_workers: int | None = None, progress: bool = True) -> Extraction:
     from tqdm import tqdm
 
     device = device or default_device()
+    batch_size = batch_size or default_batch_size(device)
     model, _ = _extractor(str(device))
     resize_on_cpu = device.type == "cpu"
     workers = default_workers() if num_workers is None else num_workers
@@ -162,7 +169,7 @@ class SourceFeatures:
         return int(self.features.shape[0])
 
 
-def source_features(source: ImageSource, device: torch.device | None = None, batch_size: int = 64,
+def source_features(source: ImageSource, device: torch.device | None = None, batch_size: int | None = None,
                     num_workers: int | None = None, use_cache: bool = True, skip_bad: bool = False,
                     progress: bool = True, cache: FeatureCache | None = None) -> SourceFeatures:
     """Cached features of an image source; unreadable files raise BadImagesError unless `skip_bad`."""
