@@ -8,9 +8,14 @@
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import socket
+import subprocess
+import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -38,8 +43,13 @@ class AppSession:
     """One browser session of one participant, driven through AppTest (each instance = one session)."""
 
     def __init__(self, study_dir: str | Path, query_params: dict[str, str] | None = None, *, timeout: float = 60):
+        import logging
+
         from streamlit.testing.v1 import AppTest
 
+        # AppTest's own constructor touches session state outside a script run and logs a warning
+        # about it each time; it is harmless and would drown the benchmark's output.
+        logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").setLevel(logging.ERROR)
         self.study_dir = str(Path(study_dir).resolve())
         self.at = AppTest.from_file(str(APP_PATH), default_timeout=timeout)
         self.at.query_params.update(query_params or {})
@@ -150,3 +160,43 @@ def simulated_rows(n_participants: int, trials_per_participant: int, accuracy: f
                 fake_image=f"{condition}/{rng.integers(200)}.png", real_side=real_side, chosen_side=chosen,
                 correct=bool(correct), rt_ms=float(rng.gamma(4, 300))))
     return rows
+
+
+def find_postgres_programs() -> tuple[str, str] | None:
+    """(initdb, pg_ctl) of the newest local PostgreSQL (Debian keeps them off PATH), or None."""
+    for bindir in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (bindir / "initdb").exists() and (bindir / "pg_ctl").exists():
+            return str(bindir / "initdb"), str(bindir / "pg_ctl")
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    return (initdb, pg_ctl) if initdb and pg_ctl else None
+
+
+@contextlib.contextmanager
+def temporary_postgres(initdb: str, pg_ctl: str, *, max_connections: int = 120) -> Iterator[str]:
+    """A throwaway PostgreSQL server in a temp dir, reachable only by unix socket; yields its
+    SQLAlchemy URL and deletes everything on exit. As root it runs as the `postgres` user
+    (initdb refuses root)."""
+    base = Path(tempfile.mkdtemp(prefix="study-pg-"))
+    run_as: list[str] = []
+    if os.geteuid() == 0:
+        if not shutil.which("runuser"):
+            raise RuntimeError("running as root without runuser: cannot start PostgreSQL as another user")
+        shutil.chown(base, user="postgres")
+        run_as = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # the port names the unix socket file; nothing listens on TCP
+    data = base / "data"
+    started = False
+    try:
+        subprocess.run(run_as + [initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],
+                       check=True, capture_output=True)
+        subprocess.run(run_as + [pg_ctl, "-D", str(data), "-l", str(base / "server.log"), "-w", "-t", "60", "-o",
+                                 f"-p {port} -k {base} -c listen_addresses='' -c fsync=off "
+                                 f"-c max_connections={max_connections}", "start"], check=True, capture_output=True)
+        started = True
+        yield f"postgresql+psycopg://postgres@/postgres?host={base}&port={port}"
+    finally:
+        if started:
+            subprocess.run(run_as + [pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)

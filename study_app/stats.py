@@ -550,11 +550,16 @@ def format_report(report: StudyReport, *, max_images: int = 10) -> str:
         f"{len(report.excluded)} excluded, {len(report.incomplete)} incomplete (not analysed).",
         f"Exclusion rule (pre-declared): {report.exclusion_rule}.",
         f"Attention checks of analysed participants: {_pct(report.attention_accuracy).strip()} correct.",
+        f"Accuracy = share of pairs in which the real image was picked; 50% is chance. α = {report.alpha}, "
+        f"equivalence margin ±{report.margin:.0%}.",
         "",
         f"{'condition':<16} {'people':>6} {'trials':>6} {'acc':>6} {'exact 95% CI':>15} {'bootstrap CI':>15} "
         f"{'p':>7} {'p_holm':>7} {'d′':>6} {'left':>6} {'TOST p':>7}",
     ]
     for c in report.conditions:
+        if not c.trials:
+            lines.append(f"{c.condition:<16} {0:>6} {0:>6}   (no answers yet)")
+            continue
         lines.append(
             f"{c.condition:<16} {c.participants:>6} {c.trials:>6} {_pct(c.accuracy)} "
             f"{_pct(c.ci_exact[0])}–{_pct(c.ci_exact[1]).strip():>6} {_pct(c.ci_bootstrap[0])}–{_pct(c.ci_bootstrap[1]).strip():>6} "
@@ -562,6 +567,8 @@ def format_report(report: StudyReport, *, max_images: int = 10) -> str:
     lines.append("")
     for c in report.conditions:
         lines.append(f"[{c.condition}] {c.verdict}")
+        if not c.trials:
+            continue
         lines.append(f"    Wilson 95% CI {_pct(c.ci_wilson[0]).strip()}–{_pct(c.ci_wilson[1]).strip()}; "
                      f"d′ 95% CI {c.dprime_ci[0]:.2f} to {c.dprime_ci[1]:.2f}; side bias c = {c.position_bias_c:+.2f} "
                      f"(left answers p = {c.position_p_value:.3g}); ICC = {c.icc:.3f}, design effect {c.design_effect:.2f}; "

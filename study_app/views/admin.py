@@ -62,12 +62,13 @@ def sign_in_screen() -> None:
 
 
 def dashboard() -> None:
+    st.set_page_config(layout="wide")  # tables and export buttons want the room; participants keep "centered"
     st.title(f"Admin — {cfg.title}")
     st.caption(f"Study dir `{study.dir}` · database `{make_url(study.db_url).render_as_string(hide_password=True)}` · "
                f"fingerprint `{study.fingerprint}`")
     is_open = store.is_open()
     status, toggle = st.columns([3, 1])
-    status.markdown(f"**Status:** {'🟢 open to new participants' if is_open else '🔴 closed to new participants'} "
+    status.markdown(f"**Status:** {'OPEN to new participants' if is_open else 'CLOSED to new participants'} "
                     "(participants already started can always finish)")
     toggle.button("Close study" if is_open else "Open study", key="toggle-open",
                   on_click=store.set_open, args=(not is_open,))
@@ -94,6 +95,18 @@ def dashboard() -> None:
         "d′": round(c.dprime, 2) if c.trials else None,
     } for c in report.conditions], hide_index=True)
     st.info(report.verdict)
+    for c in report.conditions:
+        st.markdown(f"**{c.condition}:** {c.verdict}")
+    fakes = [s for s in report.images if s.role == "fake"]
+    if fakes:
+        with st.expander(f"Per-image fool rates ({sum(s.undersampled for s in fakes)} of {len(fakes)} fakes under-sampled)"):
+            top = sorted(fakes, key=lambda s: -s.shrunk_rate)[:6]
+            st.image([study.images.read(s.image) for s in top], width=96,
+                     caption=[f"{s.judged_real}/{s.views} fooled" for s in top])
+            st.dataframe([{"image": s.image, "condition": s.condition, "views": s.views, "fooled": s.judged_real,
+                           "fool rate": round(s.rate, 3), "Wilson 95% CI": f"{s.ci_low:.2f}–{s.ci_high:.2f}",
+                           "shrunk rate": round(s.shrunk_rate, 3), "under-sampled": s.undersampled}
+                          for s in sorted(fakes, key=lambda s: -s.shrunk_rate)], hide_index=True)
     with st.expander("Full statistics report"):
         st.code(stats.format_report(report), language=None)
     if study.manifest.warnings:

@@ -4,14 +4,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import socket
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
+from study_app.simulate import find_postgres_programs, temporary_postgres
 from study_app.simulate import write_synthetic_images as write_images
 
 _spec = importlib.util.spec_from_file_location("_tests_root_conftest", Path(__file__).parents[1] / "conftest.py")
@@ -48,42 +46,18 @@ def make_study(tmp_path, image_sets):
 
 # -- PostgreSQL ------------------------------------------------------------------------------------------
 
-def _pg_bin(name: str) -> str:
-    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True)
-    return require_program(name, *(str(c) for c in candidates))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def postgres_url():
-    """A throwaway PostgreSQL server in a temp dir (unix socket only), stopped after the session.
+    """A throwaway PostgreSQL server (unix socket only), stopped after the session.
     Skips when PostgreSQL is not installed (fails under GAN_HARNESS_REQUIRE_SYSTEM_TOOLS=1)."""
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-    pytest.importorskip("psycopg")
-    base = Path(tempfile.mkdtemp(prefix="study-pg-"))
-    run_as: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        user = "postgres" if shutil.which("runuser") else None
-        if user is None:
-            pytest.skip("running as root without runuser: cannot start PostgreSQL as another user")
-        shutil.chown(base, user=user)
-        run_as = ["runuser", "-u", user, "--"]
-    data, port = base / "data", _free_port()
-    subprocess.run(run_as + [initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],
-                   check=True, capture_output=True)
-    subprocess.run(run_as + [pg_ctl, "-D", str(data), "-l", str(base / "server.log"), "-w", "-t", "60", "-o",
-                             f"-p {port} -k {base} -c listen_addresses='' -c fsync=off -c max_connections=120",
-                             "start"], check=True, capture_output=True)
-    try:
-        yield f"postgresql+psycopg://postgres@/postgres?host={base}&port={port}"
-    finally:
-        subprocess.run(run_as + [pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
+    programs = find_postgres_programs()
+    initdb = require_program("initdb", programs[0] if programs else "/usr/lib/postgresql/15/bin/initdb")
+    pg_ctl = require_program("pg_ctl", programs[1] if programs else "/usr/lib/postgresql/15/bin/pg_ctl")
+    pytest.importorskip("psycopg", reason="psycopg (PostgreSQL driver) is not installed")
+    if os.geteuid() == 0 and not shutil.which("runuser"):
+        pytest.skip("running as root without runuser: cannot start PostgreSQL as another user")
+    with temporary_postgres(initdb, pg_ctl) as url:
+        yield url
 
 
 @pytest.fixture
