@@ -151,7 +151,7 @@ def cmd_stats(args) -> int:
     from .stats import format_report
     from .study import Study
     report = Study(args.study_dir, args.db).analyse()
-    print(json.dumps(report.to_dict(), indent=1, default=str) if args.json else format_report(report))
+    print(json.dumps(report.to_dict(), indent=1, default=str, allow_nan=False) if args.json else format_report(report))
     return 0
 
 

@@ -335,9 +335,22 @@ class StudyReport:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
+        """Plain JSON-ready data (NaN and infinities become None)."""
         data = asdict(self)
         data["excluded"] = {str(k): v for k, v in self.excluded.items()}
-        return data
+        return _json_ready(data)
+
+
+def _json_ready(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        return _json_ready(value.item())
+    return value
 
 
 def _exclusion_rule_text(min_attention: float, min_rt_ms: int) -> str:

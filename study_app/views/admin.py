@@ -122,7 +122,7 @@ def dashboard() -> None:
                                  mime="text/markdown", key="download-codebook", on_click="ignore")
     downloads[2].download_button("Report (text)", stats.format_report(report), file_name="report.txt",
                                  key="download-report", on_click="ignore")
-    downloads[3].download_button("Report (JSON)", json.dumps(report.to_dict(), indent=1, default=str),
+    downloads[3].download_button("Report (JSON)", json.dumps(report.to_dict(), indent=1, default=str, allow_nan=False),
                                  file_name="report.json", mime="application/json", key="download-json",
                                  on_click="ignore")
 

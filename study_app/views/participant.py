@@ -13,6 +13,8 @@ from datetime import datetime, timezone
 
 import streamlit as st
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from study_app.storage import NotCurrentTrial, ParticipantFinished, StudyClosed, UnknownParticipant
 from study_app.views.common import fill, load_study, pair_thumbnail
 
@@ -68,6 +70,10 @@ def _answer(token: str, index: int, side: str) -> None:
         return
     except UnknownParticipant:
         ss["notice"] = "Your answers are no longer stored (withdrawn)."
+        return
+    except SQLAlchemyError:
+        # Nothing was stored (the transaction rolled back); the same pair stays on screen.
+        ss["notice"] = "Your answer could not be saved just now. Please choose again."
         return
     if outcome.status == "duplicate":
         ss["notice"] = "That pair was already answered; your first answer is kept."
@@ -296,4 +302,8 @@ def main() -> None:
         screen_briefing()
 
 
-main()
+try:
+    main()
+except SQLAlchemyError:
+    st.error("The study's database cannot be reached right now. Everything you answered so far is saved: "
+             "please reload this page in a minute to continue where you left off.")

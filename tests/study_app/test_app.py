@@ -233,3 +233,24 @@ def test_export_columns_match_the_codebook(make_study):
     assert "token" not in ",".join(exported[0]) and "platform_id" not in exported[0]
     with_ids = study.export_records(include_platform_ids=True)
     assert list(with_ids[0]) == export_columns(include_platform_ids=True)
+
+
+def test_a_failed_write_says_so_and_keeps_the_pair(make_study, monkeypatch):
+    import sqlalchemy as sa
+
+    from study_app.storage import StudyStore
+
+    study_dir = make_study(practice_trials=0)
+    study = Study(study_dir)
+    session = AppSession(study_dir).consent()
+    session.click("start-trials")
+
+    def database_down(*args, **kwargs):
+        raise sa.exc.OperationalError("INSERT", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(StudyStore, "record_answer", database_down)
+    session.answer("left")
+    assert "could not be saved" in session.texts() and session.current_trial() == 0
+    monkeypatch.undo()
+    session.answer("left")
+    assert session.current_trial() == 1 and len(_rows(study)) == 1

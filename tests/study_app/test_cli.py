@@ -87,3 +87,12 @@ def test_python_api_for_the_demo(tmp_path):
     with pytest.raises(Exception, match="unknown study setting"):
         init_study(tmp_path / "demo2", real, fakes, trails=3)
     assert not (tmp_path / "demo2").exists()
+
+
+def test_stats_json_is_strict_json(make_study, capsys):
+    import json
+
+    study_dir = make_study()
+    assert main(["stats", str(study_dir), "--json"]) == 0     # no answers: many values undefined
+    data = json.loads(capsys.readouterr().out)               # strict parse: no NaN tokens
+    assert data["conditions"][0]["accuracy"] is None and data["power"]["trials_to_detect"] == 786
