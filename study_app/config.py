@@ -391,7 +391,12 @@ def save_config(config: StudyConfig, study_dir: str | Path) -> Path:
     # Round-trip before writing: what we write must read back as the same config.
     if config_from_dict(tomllib.loads(text)) != config:  # pragma: no cover - a writer bug
         raise ConfigError("internal error: the config does not survive a TOML round trip")
-    tmp = path.with_suffix(".toml.tmp")
+    return write_atomic(path, text)
+
+
+def write_atomic(path: Path, text: str) -> Path:
+    """Write via a temporary file and rename, so a reader never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
     return path

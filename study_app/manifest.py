@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .config import MANIFEST_FILENAME
+from .config import MANIFEST_FILENAME, write_atomic
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 RESERVED_SET_NAMES = ("real", "attention")
@@ -248,11 +248,7 @@ def build_manifest(study_dir: str | Path, real_dir: str | Path, fakes: list[tupl
 
 
 def save_manifest(manifest: Manifest, study_dir: str | Path) -> Path:
-    path = Path(study_dir) / MANIFEST_FILENAME
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(manifest.to_json(), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_atomic(Path(study_dir) / MANIFEST_FILENAME, manifest.to_json())
 
 
 def load_manifest(study_dir: str | Path) -> Manifest:

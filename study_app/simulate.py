@@ -14,8 +14,9 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from PIL import Image
@@ -23,6 +24,26 @@ from PIL import Image
 from .study import STUDY_DIR_ENV
 
 APP_PATH = Path(__file__).with_name("app.py")
+
+
+def run_concurrently(fn: Callable, argument_tuples: Iterable[tuple]) -> list[str]:
+    """Run fn(*args) for every tuple in its own thread, all at once; return the errors raised."""
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def guarded(*args):
+        try:
+            fn(*args)
+        except Exception as exc:  # collected and returned: a simulated participant must not vanish silently
+            with lock:
+                errors.append(f"{exc.__class__.__name__}: {exc}")
+
+    threads = [threading.Thread(target=guarded, args=args) for args in argument_tuples]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
 
 
 def write_synthetic_images(folder: str | Path, n: int, *, seed: int, size=(32, 32), fmt: str = "PNG",

@@ -4,7 +4,7 @@ import threading
 import pytest
 
 from study_app import Study
-from study_app.simulate import AppSession
+from study_app.simulate import AppSession, run_concurrently
 from study_app.storage import NotCurrentTrial, StudyStore
 
 pytestmark = pytest.mark.postgres
@@ -31,33 +31,21 @@ def test_two_app_servers_sharing_postgresql_lose_and_duplicate_nothing(make_stud
     study = Study(make_study(trials_per_condition=5), db_url=postgres_db)
     servers = [StudyStore(postgres_db, create=False), StudyStore(postgres_db, create=False)]
     states = [study.new_participant() for _ in range(10)]
-    errors, statuses = [], []
+    statuses = []
 
     def participant(state):
-        try:
-            for trial in state.plan:
-                barrier = threading.Barrier(2)
-                results = []
+        for trial in state.plan:
+            barrier = threading.Barrier(2)
+            results = []
 
-                def send(store):
-                    barrier.wait()
-                    results.append(store.record_answer(state.token, trial.index, "left").status)
+            def send(store):
+                barrier.wait()
+                results.append(store.record_answer(state.token, trial.index, "left").status)
 
-                pair = [threading.Thread(target=send, args=(s,)) for s in servers]
-                for t in pair:
-                    t.start()
-                for t in pair:
-                    t.join()
-                statuses.append(sorted(results))
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+            assert run_concurrently(send, [(s,) for s in servers]) == []
+            statuses.append(sorted(results))
 
-    threads = [threading.Thread(target=participant, args=(s,)) for s in states]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert run_concurrently(participant, [(s,) for s in states]) == []
     assert all(s == ["duplicate", "recorded"] for s in statuses)
     rows = study.store.trial_rows()
     assert len(rows) == sum(len(s.plan) for s in states)

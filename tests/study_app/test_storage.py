@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from study_app import Study
+from study_app.simulate import run_concurrently
 from study_app.storage import (NotCurrentTrial, ParticipantFinished, StudyClosed, StudyStore, UnknownParticipant,
                                responses)
 
@@ -111,23 +112,14 @@ def test_one_participant_per_platform_id(make_study):
 def test_concurrent_participants_on_sqlite_lose_and_duplicate_nothing(make_study):
     study = Study(make_study(trials_per_condition=6))
     states = [study.new_participant() for _ in range(12)]
-    errors = []
 
     def participant(state):
-        try:
-            for trial in state.plan:
-                # Every answer is sent twice, as a double click would.
-                outcomes = [study.store.record_answer(state.token, trial.index, "left") for _ in range(2)]
-                assert [o.status for o in outcomes] == ["recorded", "duplicate"]
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        for trial in state.plan:
+            # Every answer is sent twice, as a double click would.
+            outcomes = [study.store.record_answer(state.token, trial.index, "left") for _ in range(2)]
+            assert [o.status for o in outcomes] == ["recorded", "duplicate"]
 
-    threads = [threading.Thread(target=participant, args=(s,)) for s in states]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert run_concurrently(participant, [(s,) for s in states]) == []
     rows = study.store.trial_rows()
     assert len(rows) == sum(len(s.plan) for s in states)
     assert len({(r["participant"], r["trial_index"]) for r in rows}) == len(rows)
@@ -143,11 +135,7 @@ def test_racing_submits_of_one_trial_store_one_answer(make_study):
         barrier.wait()
         outcomes.append(study.store.record_answer(state.token, 0, side))
 
-    threads = [threading.Thread(target=submit, args=("left" if i % 2 else "right",)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    assert run_concurrently(submit, [("left" if i % 2 else "right",) for i in range(8)]) == []
     assert sorted(o.status for o in outcomes) == ["duplicate"] * 7 + ["recorded"]
     assert len({o.chosen_side for o in outcomes}) == 1        # everyone sees the one stored answer
     assert study.store.get_participant(state.token).answered == 1
