@@ -1,0 +1,167 @@
+"""Adaptive discriminator augmentation: the 'bgc' pipeline (blit + geometric + colour) and the p heuristic.
+
+Every op is an ordinary differentiable tensor op, so R1 can be taken *through* the augmentation
+(`grid_sample` double backward works on torch 2.14.1, see anchors-gan-training.md section 2).
+
+Simplifications against StyleGAN2-ADA, on purpose:
+- geometric ops are one bilinear `grid_sample` with reflection padding at the image's own
+  resolution (SG2ADA upsamples 2x with a wavelet filter first to reduce aliasing);
+- p is clamped to [0, p_max] with p_max < 1 (SG2ADA clamps at 0 only and p can run past 1,
+  which leaks augmentations into the generator, NVlabs/stylegan2-ada-pytorch#175).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Op strengths from SG2ADA's defaults.
+XINT_MAX, SCALE_STD, ROTATE_MAX, ANISO_STD, XFRAC_STD = 0.125, 0.2, 1.0, 0.2, 0.125
+BRIGHTNESS_STD, CONTRAST_STD, HUE_MAX, SATURATION_STD = 0.2, 0.5, 1.0, 1.0
+
+
+def _eye(n: int, batch: int, device) -> torch.Tensor:
+    return torch.eye(n, device=device).unsqueeze(0).repeat(batch, 1, 1)
+
+
+def _matrix(rows, device) -> torch.Tensor:
+    """Batched matrix from rows of scalars/[B] tensors."""
+    batch = next(e.shape[0] for row in rows for e in row if torch.is_tensor(e))
+    cols = [torch.as_tensor(e, dtype=torch.float32, device=device).expand(batch) if not torch.is_tensor(e) else e
+            for row in rows for e in row]
+    return torch.stack(cols, dim=1).reshape(batch, len(rows), len(rows[0]))
+
+
+def translate2d(tx, ty):
+    return _matrix([[1, 0, tx], [0, 1, ty], [0, 0, 1]], tx.device)
+
+
+def scale2d(sx, sy):
+    return _matrix([[sx, 0, 0], [0, sy, 0], [0, 0, 1]], sx.device)
+
+
+def rotate2d(theta):
+    c, s = torch.cos(theta), torch.sin(theta)
+    return _matrix([[c, -s, 0], [s, c, 0], [0, 0, 1]], theta.device)
+
+
+def translate3d(t):
+    return _matrix([[1, 0, 0, t], [0, 1, 0, t], [0, 0, 1, t], [0, 0, 0, 1]], t.device)
+
+
+def scale3d(s):
+    return _matrix([[s, 0, 0, 0], [0, s, 0, 0], [0, 0, s, 0], [0, 0, 0, 1]], s.device)
+
+
+def rotate3d(axis: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Rodrigues rotation about a unit axis (3,), as 4x4 homogeneous matrices."""
+    x, y, z = axis
+    c, s = torch.cos(theta), torch.sin(theta)
+    k = 1 - c
+    return _matrix([[x * x * k + c, x * y * k - z * s, x * z * k + y * s, 0],
+                    [y * x * k + z * s, y * y * k + c, y * z * k - x * s, 0],
+                    [z * x * k - y * s, z * y * k + x * s, z * z * k + c, 0],
+                    [0, 0, 0, 1]], theta.device)
+
+
+class AugmentPipe(nn.Module):
+    """Applies each bgc op independently per image with probability p (p is a float attribute)."""
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        self.p = float(p)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.p <= 0:
+            return images
+        images = self._geometric(images)
+        return self._colour(images)
+
+    def _gate(self, values: torch.Tensor, identity: float, prob: float | None = None) -> torch.Tensor:
+        """Keep each sample's value with probability p (or `prob`), else the identity value."""
+        fire = torch.rand(values.shape[0], device=values.device) < (self.p if prob is None else prob)
+        return torch.where(fire, values, torch.full_like(values, identity))
+
+    def _geometric(self, images: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = images.shape
+        dev = images.device
+        # The matrix maps output to input coordinates in grid_sample's [-1, 1] space; every op's
+        # distribution is symmetric, so building the inverse directly is equivalent.
+        G = _eye(3, b, dev)
+        flip = self._gate(torch.randint(0, 2, [b], device=dev).float(), 0)
+        G = G @ scale2d(1 - 2 * flip, torch.ones(b, device=dev))
+        quarter = self._gate(torch.randint(0, 4, [b], device=dev).float(), 0)
+        G = G @ rotate2d(-math.pi / 2 * quarter)
+        t = (torch.rand(b, 2, device=dev) * 2 - 1) * XINT_MAX
+        tx = self._gate(torch.round(t[:, 0] * w) * 2 / w, 0)
+        ty = self._gate(torch.round(t[:, 1] * h) * 2 / h, 0)
+        G = G @ translate2d(tx, ty)
+        s = self._gate(torch.exp2(torch.randn(b, device=dev) * SCALE_STD), 1)
+        G = G @ scale2d(s, s)
+        p_rot = 1 - math.sqrt(max(1 - self.p, 0.0))  # two rotations: P(any) ~= p
+        theta = self._gate((torch.rand(b, device=dev) * 2 - 1) * math.pi * ROTATE_MAX, 0, p_rot)
+        G = G @ rotate2d(-theta)
+        s = self._gate(torch.exp2(torch.randn(b, device=dev) * ANISO_STD), 1)
+        G = G @ scale2d(s, 1 / s)
+        theta = self._gate((torch.rand(b, device=dev) * 2 - 1) * math.pi * ROTATE_MAX, 0, p_rot)
+        G = G @ rotate2d(-theta)
+        t = torch.randn(b, 2, device=dev) * XFRAC_STD * 2
+        G = G @ translate2d(self._gate(t[:, 0], 0), self._gate(t[:, 1], 0))
+        grid = F.affine_grid(G[:, :2, :].to(images.dtype), list(images.shape), align_corners=False)
+        return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+    def _colour(self, images: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = images.shape
+        dev = images.device
+        luma = torch.tensor([1.0, 1.0, 1.0], device=dev) / math.sqrt(3)
+        luma4 = torch.cat([luma, torch.zeros(1, device=dev)])
+        luma_outer = torch.outer(luma4, luma4).unsqueeze(0)
+        C = _eye(4, b, dev)
+        C = translate3d(self._gate(torch.randn(b, device=dev) * BRIGHTNESS_STD, 0)) @ C
+        C = scale3d(self._gate(torch.exp2(torch.randn(b, device=dev) * CONTRAST_STD), 1)) @ C
+        flip = self._gate(torch.randint(0, 2, [b], device=dev).float(), 0)
+        C = (_eye(4, b, dev) - 2 * luma_outer * flip.reshape(b, 1, 1)) @ C   # Householder about the luma axis
+        C = rotate3d(luma, self._gate((torch.rand(b, device=dev) * 2 - 1) * math.pi * HUE_MAX, 0)) @ C
+        sat = self._gate(torch.exp2(torch.randn(b, device=dev) * SATURATION_STD), 1).reshape(b, 1, 1)
+        C = (luma_outer + (_eye(4, b, dev) - luma_outer) * sat) @ C
+        C = C.to(images.dtype)
+        x = images.reshape(b, c, h * w)
+        x = C[:, :3, :3] @ x + C[:, :3, 3:]
+        return x.reshape(b, c, h, w)
+
+
+class AdaptiveP:
+    """The ADA heuristic: every `interval` minibatches, p += sign(r_t - target) * step, r_t = E[sign(D(real))]."""
+
+    def __init__(self, pipe: AugmentPipe, target: float = 0.6, interval: int = 4, ada_kimg: float = 500.0,
+                 p_max: float = 0.99, enabled: bool = True):
+        if not 0 <= p_max < 1:
+            raise ValueError("p_max must be in [0, 1)")
+        self.pipe, self.target, self.interval, self.ada_kimg = pipe, target, interval, ada_kimg
+        self.p_max, self.enabled = p_max, enabled
+        self.sign_sum, self.count, self.last_rt = 0.0, 0, None
+
+    def accumulate(self, real_logits: torch.Tensor) -> None:
+        # Kept as a tensor so CUDA does not synchronise every minibatch.
+        self.sign_sum = self.sign_sum + torch.sign(real_logits.detach().float()).sum()
+        self.count += real_logits.numel()
+
+    def step(self, batch_index: int, batch_size: int, sync=None) -> None:
+        """Call after every minibatch; adjusts p every `interval` minibatches.
+
+        `sync` (optional) sums (sign_sum, count) over processes so all ranks agree on p.
+        """
+        if not self.enabled or (batch_index + 1) % self.interval:
+            return
+        total, count = float(self.sign_sum), self.count
+        if sync is not None:
+            total, count = sync(total, count)
+        if count:
+            self.last_rt = total / count
+            adjust = math.copysign(1.0, self.last_rt - self.target) * batch_size * self.interval / (self.ada_kimg * 1000)
+            if self.last_rt == self.target:
+                adjust = 0.0
+            self.pipe.p = float(min(max(self.pipe.p + adjust, 0.0), self.p_max))
+        self.sign_sum, self.count = 0.0, 0

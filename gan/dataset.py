@@ -1,0 +1,188 @@
+"""Data set preparation (`gan dataset`, `gan avatars`) and loading a prepared folder for training.
+
+Preparation: every readable image becomes RGB (transparency composited on white, EXIF rotation
+applied), is made square by a centre crop (default) or by padding the short side with black
+bars (`mode="pad"`, nothing cut off), and is resized to res x res with Lanczos. Images whose
+short side (crop) or long side (pad) is below `min_size` (default: res, i.e. no upscaling) are
+rejected as too small; files PIL cannot decode are rejected as unreadable; an image whose
+decoded pixels equal an earlier one's is dropped as an exact duplicate. Output: `000000.png`,
+... plus `dataset.json` listing what was kept (with its source) and rejected (with the reason).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from .checkpoint import atomic_write_text
+from .config import is_power_of_two
+
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+DATASET_JSON = "dataset.json"
+
+
+def _iter_sources(src: Path):
+    """(name, bytes) for every file under a folder (recursively, sorted) or inside a zip."""
+    if src.is_file() and zipfile.is_zipfile(src):
+        with zipfile.ZipFile(src) as zf:
+            for info in sorted(zf.infolist(), key=lambda i: i.filename):
+                if info.is_dir() or info.filename.startswith("__MACOSX/"):
+                    continue
+                yield info.filename, zf.read(info)
+    elif src.is_dir():
+        for path in sorted(p for p in src.rglob("*") if p.is_file()):
+            yield str(path.relative_to(src)), path.read_bytes()
+    else:
+        raise ValueError(f"{src} is neither a folder nor a zip file of images")
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        canvas.alpha_composite(rgba)
+        return canvas.convert("RGB")
+    return img.convert("RGB")
+
+
+def make_square(img: Image.Image, res: int, mode: str) -> Image.Image:
+    w, h = img.size
+    if mode == "crop":
+        s = min(w, h)
+        left, top = (w - s) // 2, (h - s) // 2
+        img = img.crop((left, top, left + s, top + s))
+    elif mode == "pad":
+        s = max(w, h)
+        canvas = Image.new("RGB", (s, s), (0, 0, 0))
+        canvas.paste(img, ((s - w) // 2, (s - h) // 2))
+        img = canvas
+    else:
+        raise ValueError(f"mode must be 'crop' or 'pad', not {mode!r}")
+    return img if img.size == (res, res) else img.resize((res, res), Image.LANCZOS)
+
+
+def prepare_dataset(src: str | Path, out: str | Path, res: int, mode: str = "crop",
+                    min_size: int | None = None, progress: bool = False) -> dict:
+    """Build a training folder from arbitrary images; returns the dataset.json summary."""
+    from tqdm import tqdm
+
+    src, out = Path(src), Path(out)
+    if not is_power_of_two(res) or res < 8:
+        raise ValueError(f"--res {res} is not a power of two >= 8 (use 16, 32, 64, 128, 256, ...)")
+    if not src.exists():
+        raise FileNotFoundError(f"source {src} does not exist")
+    _require_empty_output(out)
+    min_size = res if min_size is None else min_size
+    kept, rejected, duplicates, seen = [], [], [], {}
+    out.mkdir(parents=True, exist_ok=True)
+    for name, data in tqdm(_iter_sources(src), desc="dataset", unit="file", disable=not progress):
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                im.load()
+                img = to_rgb(im)
+        except Exception as exc:  # PIL raises many types for broken/non-image files
+            rejected.append({"source": name, "reason": f"unreadable ({type(exc).__name__}: {exc})"})
+            continue
+        w, h = img.size
+        size = min(w, h) if mode == "crop" else max(w, h)
+        if size < min_size:
+            rejected.append({"source": name, "reason": f"too small ({w}x{h}; needs {min_size} px)"})
+            continue
+        digest = hashlib.sha256(f"{w}x{h}".encode() + img.tobytes()).hexdigest()
+        if digest in seen:
+            duplicates.append({"source": name, "duplicate_of": seen[digest]})
+            continue
+        seen[digest] = name
+        file = f"{len(kept):06d}.png"
+        make_square(img, res, mode).save(out / file)
+        kept.append({"file": file, "source": name})
+    summary = {"resolution": res, "count": len(kept), "mode": mode, "min_size": min_size,
+               "source": str(src.resolve()), "kept": kept, "rejected": rejected, "duplicates": duplicates}
+    atomic_write_text(out / DATASET_JSON, json.dumps(summary, indent=1))
+    if not kept:
+        raise ValueError(f"no usable images in {src}: {len(rejected)} rejected "
+                         f"(see {out / DATASET_JSON} for the reasons)")
+    return summary
+
+
+def write_avatar_dataset(out: str | Path, n: int, res: int = 64, seed: int = 0, progress: bool = False) -> dict:
+    """The built-in demo set (gan/avatars.py) plus the same dataset.json as `prepare_dataset`."""
+    from .avatars import write_avatars
+
+    out = Path(out)
+    if not is_power_of_two(res) or res < 8:
+        raise ValueError(f"--res {res} is not a power of two >= 8")
+    _require_empty_output(out)
+    paths = write_avatars(out, n, seed=seed, res=res, progress=progress)
+    summary = {"resolution": res, "count": len(paths), "mode": "avatars", "seed": seed,
+               "source": f"python-avatars seed {seed}",
+               "kept": [{"file": p.name, "source": f"avatar {i} (seed {seed})"} for i, p in enumerate(paths)],
+               "rejected": [], "duplicates": []}
+    atomic_write_text(out / DATASET_JSON, json.dumps(summary, indent=1))
+    return summary
+
+
+def _require_empty_output(out: Path) -> None:
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"output folder {out} is not empty; choose a new folder so that "
+                              "old and new images do not mix")
+
+
+def find_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+@dataclass
+class ImageData:
+    """A training set held in memory as uint8 [N, 3, R, R] (64 px x 5000 images = 61 MB)."""
+    images: torch.Tensor
+    folder: Path
+
+    @property
+    def resolution(self) -> int:
+        return self.images.shape[-1]
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+def load_image_folder(folder: str | Path, resolution: int | None = None, progress: bool = False) -> ImageData:
+    """Load every image under `folder`; all must be square RGB of one power-of-two size."""
+    from tqdm import tqdm
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"data folder {folder} does not exist "
+                                "(build one with `gan dataset SRC OUT --res N` or `gan avatars OUT`)")
+    paths = find_images(folder)
+    if not paths:
+        raise ValueError(f"no images in {folder} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
+    by_size: dict[tuple[int, int], list[str]] = {}
+    arrays = []
+    for p in tqdm(paths, desc="loading data", unit="img", disable=not progress):
+        with Image.open(p) as im:
+            arr = np.asarray(im.convert("RGB"))
+        by_size.setdefault((arr.shape[1], arr.shape[0]), []).append(str(p.relative_to(folder)))
+        arrays.append(arr)
+    if len(by_size) > 1:
+        listing = "; ".join(f"{w}x{h}: {len(names)} (e.g. {', '.join(names[:3])})"
+                            for (w, h), names in sorted(by_size.items(), key=lambda kv: -len(kv[1])))
+        raise ValueError(f"{folder} mixes image sizes ({listing}). Prepare it with "
+                         f"`gan dataset {folder} OUT --res N` to get one square power-of-two size.")
+    (w, h), = by_size
+    if w != h or not is_power_of_two(w):
+        raise ValueError(f"images in {folder} are {w}x{h}; training needs square power-of-two images. "
+                         f"Prepare them with `gan dataset {folder} OUT --res N`.")
+    if resolution is not None and w != resolution:
+        raise ValueError(f"images in {folder} are {w}x{w} but --res is {resolution}; use --res {w} "
+                         f"or rebuild the data with `gan dataset SRC OUT --res {resolution}`.")
+    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    return ImageData(images=images, folder=folder.resolve())

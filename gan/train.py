@@ -1,0 +1,414 @@
+"""The training loop.
+
+`Trainer` owns the networks, optimisers and augmentation and does one minibatch (`step`);
+`train()` adds the data stream, logging, snapshots, resume and transfer around it.
+
+Exact resume: all randomness of a minibatch comes from the global torch RNG, re-seeded at the
+start of every step from (seed, step, rank), and the data order is a fixed permutation per
+epoch seeded by (seed, epoch). So the RNG state *is* (seed, step, images seen), which the
+checkpoint stores along with the networks, optimiser moments, ADA p (and its pending r_t
+counts) and the path-length mean. A resumed run therefore repeats the uninterrupted one.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import checkpoint as ckpt
+from .augment import AdaptiveP, AugmentPipe
+from .config import RunConfig
+from .dataset import load_image_folder
+from .loss import StyleGAN2Loss
+from .nets import build_discriminator, build_generator
+from .sample import image_grid, save_png, snapshot_grid
+
+RUN_CONFIG, RUN_LOG = "config.json", "log.jsonl"
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss or weight became NaN/inf; the last good snapshot is kept and nothing newer is written."""
+
+
+def seed_for(*keys) -> int:
+    """A 63-bit seed derived from integers/strings, stable across processes and platforms."""
+    words = [k if isinstance(k, int) else int.from_bytes(str(k).encode()[:8].ljust(8, b"\0"), "little")
+             for k in keys]
+    return int(np.random.SeedSequence(words).generate_state(2, dtype=np.uint32).astype(np.uint64)
+               .dot([1 << 31, 1]))
+
+
+class Distributed:
+    """torchrun support: one process per GPU (or CPU process with gloo), gradients averaged by hand."""
+
+    def __init__(self, device: str = "auto"):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("--device cuda was asked for but CUDA is not available; use --device cpu")
+        if device == "cuda":
+            device = f"cuda:{local_rank}" if self.world > 1 else "cuda"
+        self.device = torch.device(device)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        if self.world > 1 and not torch.distributed.is_initialized():
+            torch.distributed.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def average_grads(self, module: torch.nn.Module) -> None:
+        if self.world == 1:
+            return
+        params = [p for p in module.parameters() if p.grad is not None]
+        flat = torch.cat([p.grad.flatten() for p in params])
+        torch.distributed.all_reduce(flat)
+        flat /= self.world
+        for p, g in zip(params, flat.split([p.numel() for p in params])):
+            p.grad.copy_(g.reshape(p.shape))
+
+    def sum_floats(self, *values: float) -> list[float]:
+        if self.world == 1:
+            return list(values)
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        torch.distributed.all_reduce(t)
+        return t.tolist()
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+    def close(self) -> None:
+        if self.world > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def lazy_adam(params, lr: float, betas, eps: float, reg_interval: int) -> torch.optim.Adam:
+    """Adam with SG2ADA's lazy-regularisation correction (lr and betas scaled by c/(c+1))."""
+    ratio = reg_interval / (reg_interval + 1) if reg_interval > 0 else 1.0
+    # float(): torch 2.14 rejects betas=(0, 0.99) with mixed int/float types.
+    return torch.optim.Adam(params, lr=lr * ratio, betas=(float(betas[0]) ** ratio, float(betas[1]) ** ratio),
+                            eps=eps)
+
+
+class Trainer:
+    """G, D, G_ema, optimisers, augmentation and loss; `step()` runs one minibatch of all phases."""
+
+    def __init__(self, cfg: RunConfig, dist: Distributed):
+        self.cfg, self.dist, self.device = cfg, dist, dist.device
+        t = cfg.train
+        torch.manual_seed(seed_for(t.seed, "init"))  # identical initial weights on every rank
+        self.G = build_generator(cfg).to(self.device).train()
+        self.D = build_discriminator(cfg).to(self.device).train()
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        self.augment_pipe = AugmentPipe(cfg.augment.p)
+        a = cfg.augment
+        self.ada = AdaptiveP(self.augment_pipe, a.target, a.interval, a.ada_kimg, a.p_max, enabled=a.ada)
+        self.g_reg_interval = t.g_reg_interval if t.pl_weight > 0 else 0
+        self.d_reg_interval = t.d_reg_interval if t.r1_gamma > 0 else 0
+        self.opt_G = lazy_adam(self.G.parameters(), t.g_lr, t.betas, t.eps, self.g_reg_interval)
+        self.opt_D = lazy_adam(self.D.parameters(), t.d_lr, t.betas, t.eps, self.d_reg_interval)
+        use_amp = t.mixed_precision and self.device.type == "cuda" and torch.cuda.is_bf16_supported()
+        autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
+        self.loss = StyleGAN2Loss(self.G, self.D, self.augment_pipe, t, autocast=autocast)
+        self.per_rank_batch = t.batch // dist.world
+        self.nimg, self.step_index = 0, 0
+
+    # -- one minibatch ---------------------------------------------------------------------
+    def step(self, real_uint8: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Gmain, [G path length], Dmain, [D R1]; returns detached losses (not yet synchronised)."""
+        t, i = self.cfg.train, self.step_index
+        torch.manual_seed(seed_for(t.seed, "step", i, self.dist.rank))
+        real = real_uint8.to(self.device, non_blocking=True).float() / 127.5 - 1
+        b, z_dim = real.shape[0], self.G.z_dim
+        losses = {}
+        losses["G"] = self._phase(self.G, self.D, self.opt_G, lambda: self.loss.g_main(
+            torch.randn(b, z_dim, device=self.device)))
+        if self.g_reg_interval and i % self.g_reg_interval == 0:
+            losses["pl"] = self._phase(self.G, self.D, self.opt_G, lambda: self.loss.g_path_length(
+                torch.randn(b, z_dim, device=self.device), gain=self.g_reg_interval))
+        real_logits = {}
+
+        def d_main():
+            loss, real_logits["x"] = self.loss.d_main(real, torch.randn(b, z_dim, device=self.device))
+            return loss
+        losses["D"] = self._phase(self.D, self.G, self.opt_D, d_main)
+        self.ada.accumulate(real_logits["x"])
+        if self.d_reg_interval and i % self.d_reg_interval == 0:
+            losses["r1"] = self._phase(self.D, self.G, self.opt_D,
+                                       lambda: self.loss.d_r1(real, gain=self.d_reg_interval))
+        self._update_ema()
+        self.nimg += t.batch
+        self.step_index += 1
+        self.ada.step(i, t.batch, sync=lambda s, c: self.dist.sum_floats(s, c))
+        return losses
+
+    def _phase(self, trained, frozen, opt, loss_fn) -> torch.Tensor:
+        trained.requires_grad_(True)
+        frozen.requires_grad_(False)
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn()
+        loss.backward()
+        self.dist.average_grads(trained)
+        opt.step()
+        return loss.detach()
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """G_ema = lerp with a half-life of ema_kimg thousand images (optionally ramped up early on)."""
+        t = self.cfg.train
+        ema_nimg = t.ema_kimg * 1000
+        if t.ema_rampup:
+            ema_nimg = min(ema_nimg, self.nimg * t.ema_rampup)
+        beta = 0.5 ** (t.batch / max(ema_nimg, 1e-8))
+        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+            p_ema.copy_(p.detach().lerp(p_ema, beta))
+        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+            b_ema.copy_(b)
+
+    # -- checkpoint state ------------------------------------------------------------------
+    def scalar_state(self) -> dict:
+        return {"nimg": self.nimg, "kimg": self.nimg / 1000, "step": self.step_index,
+                "ada_p": self.augment_pipe.p, "ada_sign_sum": float(self.ada.sign_sum),
+                "ada_count": self.ada.count, "ada_last_rt": self.ada.last_rt,
+                "pl_mean": float(self.loss.pl_mean), "seed": self.cfg.train.seed,
+                "rng": "global torch RNG re-seeded each step from (seed, step, rank); "
+                       "data order: per-epoch permutation seeded by (seed, epoch)",
+                "world_size": self.dist.world}
+
+    def save(self, path: Path) -> None:
+        for name, module in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
+            if not all(torch.isfinite(p).all() for p in module.parameters()):
+                raise TrainingDiverged(f"{name} has non-finite weights at kimg {self.nimg / 1000:.3f}; "
+                                       "not writing a snapshot")
+        ckpt.save_checkpoint(path, {"G": self.G, "D": self.D, "G_ema": self.G_ema},
+                             {"G": self.opt_G, "D": self.opt_D}, self.cfg.to_dict(), self.scalar_state())
+
+    def load(self, path: Path) -> None:
+        meta = ckpt.read_metadata(path)
+        for name, module in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
+            ckpt.load_module(module, path, name)
+        ckpt.load_optimizer(self.opt_G, path, "G", meta["param_groups"]["G"])
+        ckpt.load_optimizer(self.opt_D, path, "D", meta["param_groups"]["D"])
+        s = meta["state"]
+        self.nimg, self.step_index = int(s["nimg"]), int(s["step"])
+        self.augment_pipe.p = float(s["ada_p"])
+        self.ada.sign_sum, self.ada.count, self.ada.last_rt = s["ada_sign_sum"], s["ada_count"], s["ada_last_rt"]
+        self.loss.pl_mean.fill_(s["pl_mean"])
+
+    def transfer_from(self, path: Path) -> str:
+        """Initialise from another run's weights: every tensor whose name and shape match."""
+        meta = ckpt.read_metadata(path)
+        report = []
+        same_disc = meta["config"].get("disc") == self.cfg.disc
+        for name, module in (("G", self.G), ("G_ema", self.G_ema), ("D", self.D)):
+            if name == "D" and not same_disc:
+                report.append(f"D: not transferred (checkpoint has a {meta['config'].get('disc')} D)")
+                continue
+            own = module.state_dict()
+            theirs = {k: v for k, v in ckpt.load_tensors(path, name).items()
+                      if k in own and own[k].shape == v.shape}
+            if name == "G" and not theirs:
+                raise ValueError(f"{path} shares no generator weights with this configuration "
+                                 "(different z/w dims or channels); it cannot be used for --transfer")
+            module.load_state_dict(theirs, strict=False)
+            report.append(f"{name}: {len(theirs)}/{len(own)} tensors")
+        return "; ".join(report)
+
+
+class DataStream:
+    """Minibatches in a per-epoch random order; batch k is a pure function of (seed, images seen)."""
+
+    def __init__(self, images: torch.Tensor, seed: int, rank: int = 0, world: int = 1):
+        self.images, self.seed, self.rank, self.world = images, seed, rank, world
+        self._perms: dict[int, torch.Tensor] = {}
+
+    def _perm(self, epoch: int) -> torch.Tensor:
+        if epoch not in self._perms:
+            self._perms = {e: p for e, p in self._perms.items() if e >= epoch - 1}
+            g = torch.Generator().manual_seed(seed_for(self.seed, "data", epoch))
+            self._perms[epoch] = torch.randperm(len(self.images), generator=g)
+        return self._perms[epoch]
+
+    def batch(self, nimg: int, global_batch: int) -> torch.Tensor:
+        per_rank = global_batch // self.world
+        n = len(self.images)
+        positions = range(nimg + self.rank * per_rank, nimg + (self.rank + 1) * per_rank)
+        idx = torch.stack([self._perm(pos // n)[pos % n] for pos in positions])
+        return self.images[idx]
+
+
+# -- run dir helpers ----------------------------------------------------------------------
+
+def flatten_config(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten_config(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def config_differences(a: dict, b: dict, ignore=("train.total_kimg",)) -> list[str]:
+    fa, fb = flatten_config(a), flatten_config(b)
+    return [f"{k}: {fa.get(k)!r} vs {fb.get(k)!r}" for k in sorted(set(fa) | set(fb))
+            if k not in ignore and fa.get(k) != fb.get(k)]
+
+
+def _truncate_log(log_path: Path, nimg: int) -> None:
+    """Drop log lines written after the snapshot we resume from (they will be written again)."""
+    if not log_path.exists():
+        return
+    keep = []
+    for line in log_path.read_text().splitlines():
+        try:
+            if json.loads(line)["nimg"] <= nimg:
+                keep.append(line)
+        except (ValueError, KeyError):
+            continue  # a line torn by a kill mid-write
+    ckpt.atomic_write_text(log_path, "".join(l + "\n" for l in keep))
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB -> MiB (process peak RSS)
+
+
+def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, device: str = "auto",
+          progress: bool = True, on_step=None) -> Path | None:
+    """Train until cfg.train.total_kimg; returns the last snapshot path.
+
+    resume: continue `run_dir` from its latest complete snapshot (config must match except
+    train.total_kimg). on_step(trainer): test hook called after every minibatch.
+    """
+    from tqdm import tqdm
+
+    cfg.validate()
+    run_dir = Path(run_dir)
+    dist = Distributed(device)
+    log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if dist.is_main else (lambda msg: None)
+    t = cfg.train
+    if t.batch % dist.world:
+        raise ValueError(f"batch {t.batch} is not divisible by the {dist.world} processes")
+    ckpt_dir, sample_dir = run_dir / "checkpoints", run_dir / "samples"
+    if not resume and (run_dir / RUN_CONFIG).exists():
+        raise FileExistsError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
+                              "or choose a new --out")
+    data = load_image_folder(cfg.data, cfg.resolution, progress=progress and dist.is_main)
+    trainer = Trainer(cfg, dist)
+    if dist.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    last_snapshot = None
+    if resume:
+        from .api import list_snapshots  # late import: api imports this module's constants
+        if dist.is_main:
+            stale = ckpt.remove_stale_temp_files(ckpt_dir) + ckpt.remove_stale_temp_files(sample_dir)
+            if stale:
+                log(f"removed {len(stale)} partial file(s) left by an interrupted write")
+        dist.barrier()
+        snapshots = list_snapshots(run_dir)
+        if snapshots:
+            last_snapshot = snapshots[-1].path
+            diffs = config_differences(ckpt.read_metadata(last_snapshot)["config"], cfg.to_dict())
+            if diffs:
+                raise ValueError(f"{last_snapshot} was written with a different configuration: "
+                                 + "; ".join(diffs))
+            trainer.load(last_snapshot)
+            log(f"resuming from {last_snapshot.name} (kimg {trainer.nimg / 1000:.3f}, p {trainer.augment_pipe.p:.3f})")
+        else:
+            log("no complete snapshot yet: starting this run again from the beginning")
+    elif cfg.transfer:
+        log(f"transfer learning from {cfg.transfer}: {trainer.transfer_from(Path(cfg.transfer))}")
+    if dist.is_main:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        sample_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.atomic_write_text(run_dir / RUN_CONFIG, json.dumps(cfg.to_dict(), indent=1))
+        if trainer.nimg == 0:
+            _truncate_log(run_dir / RUN_LOG, -1)
+            (run_dir / RUN_LOG).touch()
+            n = min(t.grid_size ** 2, len(data))
+            reals = data.images[torch.randperm(len(data), generator=torch.Generator().manual_seed(t.seed))[:n]]
+            save_png(image_grid(reals.permute(0, 2, 3, 1).numpy(), cols=t.grid_size), sample_dir / "reals.png")
+        else:
+            _truncate_log(run_dir / RUN_LOG, trainer.nimg)
+    dist.barrier()
+
+    stream = DataStream(data.images, t.seed, dist.rank, dist.world)
+    total_nimg = int(round(t.total_kimg * 1000))
+    log_every = max(int(round(t.log_kimg * 1000)), 1)
+    snap_every = max(int(round(t.snapshot_kimg * 1000)), 1)
+    grid_seeds = list(range(t.grid_size ** 2))
+    sums: dict[str, torch.Tensor] = {}
+    counts: dict[str, int] = {}
+    tick_time, tick_nimg, start_time = time.perf_counter(), trainer.nimg, time.perf_counter()
+    bar = tqdm(total=round(t.total_kimg, 3), initial=round(trainer.nimg / 1000, 3), unit="kimg",
+               disable=not (progress and dist.is_main), dynamic_ncols=True,
+               bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} kimg [{elapsed}<{remaining}{postfix}]")
+    log_file = open(run_dir / RUN_LOG, "a") if dist.is_main else None
+    try:
+        while trainer.nimg < total_nimg:
+            prev_nimg = trainer.nimg
+            losses = trainer.step(stream.batch(trainer.nimg, t.batch))
+            values = torch.stack(list(losses.values()))
+            if not bool(torch.isfinite(values).all()):
+                bad = [k for k, v in losses.items() if not torch.isfinite(v)]
+                raise TrainingDiverged(
+                    f"loss {', '.join(bad)} became NaN/inf at kimg {trainer.nimg / 1000:.3f}; stopped. "
+                    f"Last good snapshot: {last_snapshot or 'none yet'}. Lower --glr/--dlr, raise --gamma, "
+                    f"or continue from it with --resume {run_dir}.")
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0) + v
+                counts[k] = counts.get(k, 0) + 1
+            bar.update(round(trainer.nimg / 1000, 3) - round(prev_nimg / 1000, 3))
+            if on_step is not None:
+                on_step(trainer)
+            done = trainer.nimg >= total_nimg
+            crossed = lambda every: trainer.nimg // every > prev_nimg // every  # noqa: E731
+            snapshot_now = done or crossed(snap_every)
+            if snapshot_now or crossed(log_every):
+                now = time.perf_counter()
+                synced = dist.sum_floats(*[float(sums[k]) for k in sums])
+                entry = {"kimg": trainer.nimg / 1000, "nimg": trainer.nimg, "step": trainer.step_index,
+                         **{f"loss_{k}": s / (counts[k] * dist.world) for k, s in zip(sums, synced)},
+                         "ada_p": trainer.augment_pipe.p, "r_t": trainer.ada.last_rt,
+                         "img_per_s": (trainer.nimg - tick_nimg) / max(now - tick_time, 1e-9),
+                         "s_per_kimg": (now - tick_time) / max((trainer.nimg - tick_nimg) / 1000, 1e-9),
+                         "time_s": now - start_time, "peak_mem_mb": peak_memory_mb(dist.device)}
+                sums, counts, tick_time, tick_nimg = {}, {}, now, trainer.nimg
+                if log_file:
+                    log_file.write(json.dumps(entry) + "\n")
+                    log_file.flush()
+                bar.set_postfix_str(f"{entry['img_per_s']:.1f} img/s, G {entry.get('loss_G', 0):.3f}, "
+                                    f"D {entry.get('loss_D', 0):.3f}, p {entry['ada_p']:.3f}", refresh=False)
+            if snapshot_now:
+                path = ckpt_dir / ckpt.snapshot_name(trainer.nimg)
+                if dist.is_main:
+                    # Grid first: a checkpoint's presence then implies its grid exists.
+                    grid = snapshot_grid(trainer.G_ema, grid_seeds, cols=t.grid_size)
+                    save_png(grid, sample_dir / f"samples-{trainer.nimg / 1000:010.3f}.png")
+                    trainer.save(path)
+                dist.barrier()
+                last_snapshot = path
+    finally:
+        bar.close()
+        if log_file:
+            log_file.close()
+        dist.close()
+    log(f"done: {trainer.nimg / 1000:.3f} kimg; last snapshot {last_snapshot}")
+    return last_snapshot
