@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
+from . import __version__, distributed
 from .atomic import atomic_path
 from .errors import SourceError
 from .features import SourceFeatures, extractor_info, source_features
@@ -135,6 +135,8 @@ def write_stats(spec: str | Path, out: str | Path, include_features: bool = Fals
         raise SourceError(f"statistics files end in .npz; got {out.name}")
     st = source_stats(spec, keep_features=include_features, **options)
     info = extractor_info()
+    if not distributed.is_main_process():  # under torchrun every rank has the result; one writes it
+        return {"path": str(out), "num_images": st.num_images, "warnings": []}
     meta = {"num_images": st.num_images, "source": st.spec, "source_kind": st.kind,
             "extractor": info["id"], "weights_sha256": info["weights_sha256"], "resize": info["resize"],
             "evalkit_version": __version__}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from .errors import EvalkitError
@@ -47,7 +48,11 @@ def cmd_fid(args) -> int:
 def cmd_stats(args) -> int:
     from .api import write_stats
 
+    from . import distributed
+
     info = write_stats(args.source, args.output, include_features=args.features, **_extraction_kwargs(args))
+    if not distributed.is_main_process():
+        return 0
     _print_warnings(info.pop("warnings"))
     print(f"wrote {info['path']}: statistics of {info['num_images']} images ({info['extractor']}, "
           f"resize={info['resize']})")
@@ -136,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from . import distributed
+
+    if not distributed.is_main_process():  # under torchrun, only rank 0 talks
+        args.quiet = True
+        sys.stdout = open(os.devnull, "w")
     try:
         return args.func(args)
     except EvalkitError as err:

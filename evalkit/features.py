@@ -14,10 +14,12 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from . import distributed
 from .cache import CachedFeatures, FeatureCache, cache_key
 from .errors import BadImagesError
 from .inception import EXTRACTOR_ID, FEATURE_DIM, load_inception
 from .resize import RESIZE_MODE, resize_pil, resize_torch
+from .generated import GeneratorSource
 from .sources import DecodeError, ImageSource
 from .weights import require
 
@@ -49,19 +51,21 @@ def extractor_info() -> dict:
 
 
 class _DecodeDataset(torch.utils.data.Dataset):
-    def __init__(self, source: ImageSource, resize_here: bool):
+    def __init__(self, source: ImageSource, indices: list[int], resize_here: bool):
         self.source = source
+        self.indices = indices
         self.resize_here = resize_here
 
     def __len__(self):
-        return len(self.source)
+        return len(self.indices)
 
     def __getitem__(self, i):
+        index = self.indices[i]
         try:
-            image, mode = self.source.load(i)
+            image, mode = self.source.load(index)
         except (DecodeError, OSError) as err:
-            return {"index": i, "error": str(err)}
-        item = {"index": i, "mode": mode, "size": (image.shape[1], image.shape[0])}
+            return {"index": index, "error": str(err)}
+        item = {"index": index, "mode": mode, "size": (image.shape[1], image.shape[0])}
         item["image"] = resize_pil(image) if self.resize_here else image
         return item
 
@@ -72,11 +76,28 @@ def _collate(items):
 
 @dataclass
 class Extraction:
+    """Features of some items of a source; `order` holds the source index of each feature row."""
     features: np.ndarray
-    names: list[str]
-    bad: list[tuple[str, str]]
+    order: list[int]
+    bad: list[tuple[int, str]]                  # (source index, reason)
     modes: Counter = field(default_factory=Counter)
-    sizes: dict = field(default_factory=dict)  # "WxH" -> [count, example name]
+    sizes: dict = field(default_factory=dict)   # "WxH" -> [count, example source index]
+
+    @staticmethod
+    def merge(parts: list["Extraction"]) -> "Extraction":
+        """Shards from several ranks -> one extraction in source order."""
+        order = [i for p in parts for i in p.order]
+        rows = np.concatenate([p.features for p in parts]) if parts else np.zeros((0, FEATURE_DIM), np.float32)
+        perm = np.argsort(order, kind="stable")
+        modes, sizes = Counter(), {}
+        for p in parts:
+            modes.update(p.modes)
+            for key, (count, example) in p.sizes.items():
+                entry = sizes.setdefault(key, [0, example])
+                entry[0] += count
+                entry[1] = min(entry[1], example)
+        bad = sorted(b for p in parts for b in p.bad)
+        return Extraction(rows[perm], [order[i] for i in perm], bad, modes, sizes)
 
 
 def _forward(model, batch: torch.Tensor, device: torch.device) -> np.ndarray:
@@ -107,36 +128,37 @@ def features_of_arrays(arrays, device: torch.device | None = None, batch_size: i
 
 @torch.inference_mode()
 def extract_source(source: ImageSource, device: torch.device | None = None, batch_size: int | None = None,
-                   num_workers: int | None = None, progress: bool = True) -> Extraction:
+                   num_workers: int | None = None, progress: bool = True,
+                   indices: list[int] | None = None) -> Extraction:
+    """Features of `source` (or of the items at `indices`), decoding in worker processes."""
     from tqdm import tqdm
 
     device = device or default_device()
     batch_size = batch_size or default_batch_size(device)
+    indices = list(range(len(source))) if indices is None else indices
     model, _ = _extractor(str(device))
     resize_on_cpu = device.type == "cpu"
     workers = default_workers() if num_workers is None else num_workers
-    if len(source) <= batch_size:
+    if len(indices) <= batch_size:
         workers = 0  # starting a worker process costs more than decoding one batch
     loader = torch.utils.data.DataLoader(
-        _DecodeDataset(source, resize_here=resize_on_cpu), batch_size=batch_size, shuffle=False,
+        _DecodeDataset(source, indices, resize_here=resize_on_cpu), batch_size=batch_size, shuffle=False,
         num_workers=workers, collate_fn=_collate, pin_memory=device.type == "cuda",
         persistent_workers=False, prefetch_factor=4 if workers else None)
-    feats, names, bad = [], [], []
+    feats, order, bad = [], [], []
     modes: Counter = Counter()
     sizes: dict = {}
-    with tqdm(total=len(source), desc=f"features {source.path.name}", unit="img", disable=not progress) as bar:
+    with tqdm(total=len(indices), desc=f"features {source.path.name}", unit="img", disable=not progress) as bar:
         for items in loader:
             good = []
             for item in items:
-                name = source.names[item["index"]]
                 if "error" in item:
-                    bad.append((name, item["error"]))
+                    bad.append((item["index"], item["error"]))
                     continue
                 good.append(item)
-                names.append(name)
+                order.append(item["index"])
                 modes[item["mode"]] += 1
-                key = "x".join(map(str, item["size"]))
-                sizes.setdefault(key, [0, name])[0] += 1
+                sizes.setdefault("x".join(map(str, item["size"])), [0, item["index"]])[0] += 1
             if good:
                 if resize_on_cpu:
                     batch = torch.from_numpy(np.stack([it["image"] for it in good]))
@@ -147,10 +169,10 @@ def extract_source(source: ImageSource, device: torch.device | None = None, batc
                 feats.append(_forward(model, batch, device))
             bar.update(len(items))
     features = np.concatenate(feats) if feats else np.zeros((0, FEATURE_DIM), np.float32)
-    return Extraction(features, names, bad, modes, sizes)
+    return Extraction(features, order, bad, modes, sizes)
 
 
-def _descriptor(source: ImageSource, fingerprint: str, weights_sha: str) -> dict:
+def _descriptor(source, fingerprint: str, weights_sha: str) -> dict:
     return {"source_kind": source.kind, "fingerprint": fingerprint, "extractor": EXTRACTOR_ID,
             "weights_sha256": weights_sha, "resize": RESIZE_MODE}
 
@@ -169,22 +191,60 @@ class SourceFeatures:
         return int(self.features.shape[0])
 
 
-def source_features(source: ImageSource, device: torch.device | None = None, batch_size: int | None = None,
-                    num_workers: int | None = None, use_cache: bool = True, skip_bad: bool = False,
-                    progress: bool = True, cache: FeatureCache | None = None) -> SourceFeatures:
-    """Cached features of an image source; unreadable files raise BadImagesError unless `skip_bad`."""
+def _extract_generated(source: GeneratorSource, device: torch.device | None, batch_size: int | None,
+                       progress: bool, indices: list[int] | None = None) -> Extraction:
+    from tqdm import tqdm
+
+    device = device or default_device()
+    indices = list(range(len(source))) if indices is None else indices
+    seeds = [source.seeds[i] for i in indices]
+    with tqdm(total=len(seeds), desc=f"generate+features {source.checkpoint.name}", unit="img",
+              disable=not progress) as bar:
+        def counted():
+            for batch in source.batches(device, batch_size or (64 if device.type == "cuda" else 16), seeds=seeds):
+                yield batch
+                bar.update(len(batch))
+        features = features_of_arrays(counted(), device=device, batch_size=batch_size)
+    return Extraction(features, indices, [])
+
+
+def _extract_any(source, device, batch_size, num_workers, progress) -> Extraction:
+    """One process, or this rank's shard gathered with the others' under torchrun."""
+    device = distributed.rank_device(device)
+    indices = distributed.shard_indices(len(source))
+    if isinstance(source, GeneratorSource):
+        part = _extract_generated(source, device, batch_size, progress, indices)
+    else:
+        part = extract_source(source, device, batch_size, num_workers, progress, indices)
+    parts = distributed.gather_shards(part)
+    return parts[0] if len(parts) == 1 else Extraction.merge(parts)
+
+
+def source_features(source: ImageSource | GeneratorSource, device: torch.device | None = None,
+                    batch_size: int | None = None, num_workers: int | None = None, use_cache: bool = True,
+                    skip_bad: bool = False, progress: bool = True, cache: FeatureCache | None = None) -> SourceFeatures:
+    """Cached features of an image or generator source; unreadable files raise BadImagesError unless
+    `skip_bad`. Under torchrun the work is sharded across ranks and every rank gets all features."""
     cache = cache or FeatureCache()
     _, weights_sha = require("inception")
     key = cache_key(_descriptor(source, source.fingerprint(progress), weights_sha))
-    entry = cache.load(key) if use_cache else None
+    entry = cache.load(key) if use_cache and distributed.is_main_process() else None
+    entry = distributed.broadcast_from_main(entry)
     from_cache = entry is not None
     if entry is None:
-        ex = extract_source(source, device, batch_size, num_workers, progress)
-        meta = {"source": str(source.path), "source_kind": source.kind, "extractor": EXTRACTOR_ID,
-                "weights_sha256": weights_sha, "resize": RESIZE_MODE, "modes": dict(ex.modes),
-                "sizes": ex.sizes, "ignored": source.ignored[:20], "num_ignored": len(source.ignored)}
-        entry = CachedFeatures(ex.features, ex.names, ex.bad, meta)
-        if use_cache:
+        ex = _extract_any(source, device, batch_size, num_workers, progress and distributed.is_main_process())
+        names = [source.names[i] for i in ex.order] if isinstance(source, ImageSource) else \
+            [f"seed{source.seeds[i]:06d}" for i in ex.order]
+        meta = {"source": str(source.path), "source_kind": source.kind}
+        if isinstance(source, GeneratorSource):
+            meta.update(source.params())
+        else:
+            meta.update({"modes": dict(ex.modes), "ignored": source.ignored[:20], "num_ignored": len(source.ignored),
+                         "sizes": {k: [c, source.names[i]] for k, (c, i) in ex.sizes.items()}})
+        meta.update({"extractor": EXTRACTOR_ID, "weights_sha256": weights_sha, "resize": RESIZE_MODE})
+        bad = [(source.names[i], reason) for i, reason in ex.bad]
+        entry = CachedFeatures(ex.features, names, bad, meta)
+        if use_cache and distributed.is_main_process():
             cache.save(key, entry)
     if entry.bad and not skip_bad:
         raise BadImagesError(str(source.path), entry.bad)

@@ -103,26 +103,39 @@ class ImageSource:
         return _folder_fingerprint(self.path, self.names, progress)
 
 
-def _folder_fingerprint(root: Path, names: list[str], progress: bool) -> str:
-    listing = hashlib.sha256(b"listing-v1")
-    for name in names:
-        st = (root / name).stat()
-        listing.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    memo_path = features_dir() / "fingerprints" / f"{listing.hexdigest()}.json"
+def memoized_content_hash(listing: str, compute) -> str:
+    """`compute()` (an expensive content hash), remembered under `listing` (a cheap hash of names,
+    sizes and modification times) so unchanged files are not read again."""
+    memo_path = features_dir() / "fingerprints" / f"{listing}.json"
     if memo_path.is_file():
         try:
             return json.loads(memo_path.read_text())["content"]
         except (ValueError, KeyError):
             pass  # a damaged memo is simply recomputed
-    from tqdm import tqdm
+    content = compute()
+    write_text_atomic(memo_path, json.dumps({"content": content}))
+    return content
 
-    content = hashlib.sha256(b"folder-v1")
-    for name in tqdm(names, desc=f"hashing {root.name}", unit="file", disable=not progress or len(names) < 2000,
-                     leave=False):
-        content.update(name.encode() + b"\0" + hashlib.sha256((root / name).read_bytes()).digest())
-    fingerprint = content.hexdigest()
-    write_text_atomic(memo_path, json.dumps({"root": str(root), "content": fingerprint}))
-    return fingerprint
+
+def stat_listing(paths: list[Path], names: list[str]) -> str:
+    listing = hashlib.sha256(b"listing-v1")
+    for path, name in zip(paths, names):
+        st = path.stat()
+        listing.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return listing.hexdigest()
+
+
+def _folder_fingerprint(root: Path, names: list[str], progress: bool) -> str:
+    def compute() -> str:
+        from tqdm import tqdm
+
+        content = hashlib.sha256(b"folder-v1")
+        for name in tqdm(names, desc=f"hashing {root.name}", unit="file",
+                         disable=not progress or len(names) < 2000, leave=False):
+            content.update(name.encode() + b"\0" + hashlib.sha256((root / name).read_bytes()).digest())
+        return content.hexdigest()
+
+    return memoized_content_hash(stat_listing([root / n for n in names], names), compute)
 
 
 @dataclass

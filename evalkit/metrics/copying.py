@@ -1,0 +1,494 @@
+"""Overfitting and data-copying checks over features and distances (no images, no file I/O).
+
+Three pieces:
+
+* `nearest_neighbours`: exact k nearest training rows for each query row, Euclidean, computed in
+  (query chunk x reference chunk) blocks with a running top-k, so no N x M matrix is ever held.
+* `copy_check`: which generated samples look copied. Inception nearest neighbours give the top-K
+  candidates, a caller-supplied pair distance (LPIPS, see `evalkit.lpips.pair_distance_fn`)
+  re-ranks them, and a sample is flagged when its nearest training image is much closer than
+  training images are to each other (the threshold rule is `copy_threshold`).
+* `data_copying_ct`: the C_T test of Meehan, Chaudhuri & Dasgupta (AISTATS 2020), "A Non-Parametric
+  Test to Detect Data-Copying in Generative Models".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..errors import SampleSizeError
+
+PairDistance = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def _device(device) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _features(x, what: str) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.ndim != 2:
+        raise ValueError(f"{what} must be a 2-D array (N, D), got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.float64)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{what} contain NaN or infinity; the feature extractor or input images are broken")
+    return arr
+
+
+# ---------------------------------------------------------------------------------------------
+# Nearest neighbours
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """k nearest reference rows per query row, nearest first (ties broken by the lower index)."""
+    indices: np.ndarray    # (N, k) int64 into the reference set
+    distances: np.ndarray  # (N, k) float64 Euclidean distances
+
+
+def nearest_neighbours(query, reference, k: int = 1, device: torch.device | str | None = None,
+                       chunk: int = 2048, exclude=None) -> Neighbours:
+    """Exact k nearest neighbours of each `query` row among the `reference` rows (Euclidean).
+
+    Distances are evaluated in blocks of at most `chunk` x `chunk` (float64 on the CPU, float32 on
+    a GPU, on features centred on the reference mean to limit cancellation); only a running top-k
+    per query is kept. The returned distances are recomputed exactly in float64 from the row
+    differences, and each row is re-sorted by them. `exclude` (N,) gives, per query row, a
+    reference index to leave out (-1: none); use it for leave-one-out queries of the reference
+    set against itself.
+    """
+    q = _features(query, "query features")
+    r = _features(reference, "reference features")
+    if q.shape[1] != r.shape[1]:
+        raise ValueError(f"query has {q.shape[1]} dimensions, reference {r.shape[1]}; same feature extractor?")
+    n, m = len(q), len(r)
+    if exclude is not None:
+        exclude = np.asarray(exclude, np.int64).reshape(-1)
+        if exclude.shape != (n,):
+            raise ValueError(f"exclude must have one entry per query row ({n}), got {exclude.shape}")
+    available = m - (1 if exclude is not None and n and (exclude >= 0).any() else 0)
+    if k < 1 or k > available:
+        raise SampleSizeError(f"asked for {k} nearest neighbours among {available} reference rows")
+    if chunk < 1:
+        raise ValueError(f"chunk must be positive, got {chunk}")
+    if n == 0:
+        return Neighbours(np.zeros((0, k), np.int64), np.zeros((0, k), np.float64))
+    device = _device(device)
+    dtype = torch.float64 if device.type == "cpu" else torch.float32
+    centre = r.mean(axis=0, dtype=np.float64)
+
+    def block(x: np.ndarray, start: int, stop: int) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(x[start:stop], np.float64) - centre).to(device, dtype)
+
+    r_sq = [None] * ((m + chunk - 1) // chunk)
+    indices = np.empty((n, k), np.int64)
+    distances = np.empty((n, k), np.float64)
+    for qs in range(0, n, chunk):
+        qe = min(qs + chunk, n)
+        qb = block(q, qs, qe)
+        q_sq = (qb * qb).sum(1, keepdim=True)
+        excl = None if exclude is None else torch.from_numpy(exclude[qs:qe]).to(device)
+        best_d = torch.full((qe - qs, k), float("inf"), dtype=dtype, device=device)
+        best_i = torch.full((qe - qs, k), -1, dtype=torch.int64, device=device)
+        for bi, rs in enumerate(range(0, m, chunk)):
+            re = min(rs + chunk, m)
+            rb = block(r, rs, re)
+            if r_sq[bi] is None:
+                r_sq[bi] = (rb * rb).sum(1)
+            d2 = (q_sq + r_sq[bi][None, :] - 2.0 * (qb @ rb.T)).clamp_min_(0.0)
+            if excl is not None:
+                local = excl - rs
+                rows = torch.nonzero((local >= 0) & (local < re - rs)).flatten()
+                d2[rows, local[rows]] = float("inf")
+            kk = min(k, re - rs)
+            bd, bidx = torch.topk(d2, kk, dim=1, largest=False, sorted=True)
+            cat_d = torch.cat([best_d, bd], 1)
+            cat_i = torch.cat([best_i, bidx + rs], 1)
+            best_d, pos = torch.topk(cat_d, k, dim=1, largest=False, sorted=True)
+            best_i = torch.gather(cat_i, 1, pos)
+        idx = best_i.cpu().numpy()
+        # exact distances from the differences (the block formula loses precision for near-copies)
+        qx = np.asarray(q[qs:qe], np.float64)
+        exact = np.empty(idx.shape, np.float64)
+        for j in range(k):
+            diff = qx - np.asarray(r[idx[:, j]], np.float64)
+            exact[:, j] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+        order = np.lexsort((idx, exact), axis=1)
+        indices[qs:qe] = np.take_along_axis(idx, order, 1)
+        distances[qs:qe] = np.take_along_axis(exact, order, 1)
+    return Neighbours(indices, distances)
+
+
+# ---------------------------------------------------------------------------------------------
+# Re-ranking candidates with a perceptual distance
+
+
+@dataclass(frozen=True)
+class Reranked:
+    """The `keep` best of K feature-space candidates per query, ordered by the pair distance."""
+    indices: np.ndarray            # (N, keep) int64 reference indices, nearest by `distances` first
+    distances: np.ndarray          # (N, keep) float64 pair (e.g. LPIPS) distances
+    feature_distances: np.ndarray  # (N, keep) float64 feature-space distances of the same pairs
+    candidates: int                # K: feature-space candidates examined per query
+
+
+def rerank(candidates: Neighbours, pair_distance: PairDistance, keep: int = 3, query_ids=None,
+           batch: int = 4096) -> Reranked:
+    """Re-rank each query's K feature-space candidates by `pair_distance(query_ids, reference_ids)`
+    (e.g. LPIPS of the images behind them) and keep the best `keep`.
+
+    `pair_distance` receives two equal-length int64 arrays and returns one distance per pair; it is
+    called with at most `batch` pairs at a time. `query_ids` maps query rows to the ids passed to
+    it (default: the row numbers). Ties are broken by feature distance, then index.
+    """
+    idx, fd = candidates.indices, candidates.distances
+    n, k = idx.shape
+    if not 1 <= keep <= k:
+        raise ValueError(f"keep must be between 1 and the number of candidates ({k}), got {keep}")
+    ids = np.arange(n, dtype=np.int64) if query_ids is None else np.asarray(query_ids, np.int64).reshape(-1)
+    if ids.shape != (n,):
+        raise ValueError(f"query_ids must have one entry per query row ({n}), got {ids.shape}")
+    flat_q = np.repeat(ids, k)
+    flat_r = idx.reshape(-1)
+    pd = np.empty(n * k, np.float64)
+    for s in range(0, n * k, batch):
+        e = min(s + batch, n * k)
+        out = np.asarray(pair_distance(flat_q[s:e], flat_r[s:e]), np.float64).reshape(-1)
+        if out.shape != (e - s,):
+            raise ValueError(f"pair_distance returned {out.shape} for {e - s} pairs")
+        if not np.isfinite(out).all():
+            raise ValueError("pair_distance returned NaN or infinity")
+        pd[s:e] = out
+    pd = pd.reshape(n, k)
+    order = np.lexsort((idx, fd, pd), axis=1)[:, :keep]
+    return Reranked(np.take_along_axis(idx, order, 1), np.take_along_axis(pd, order, 1),
+                    np.take_along_axis(fd, order, 1), k)
+
+
+def _feature_only(nb: Neighbours, keep: int) -> Reranked:
+    return Reranked(nb.indices[:, :keep], nb.distances[:, :keep], nb.distances[:, :keep], nb.indices.shape[1])
+
+
+# ---------------------------------------------------------------------------------------------
+# Copy check
+
+COPY_PERCENTILE = 5.0
+COPY_FRACTION = 0.5
+
+NO_COPYING = "no sign of copying"
+
+
+def copy_threshold(train_nn_distances, percentile: float = COPY_PERCENTILE, fraction: float = COPY_FRACTION,
+                   metric: str = "LPIPS") -> tuple[float, str]:
+    """τ = fraction × the `percentile`-th percentile of the training set's leave-one-out
+    nearest-neighbour distances; returns (τ, the rule as text).
+
+    Why: a generated sample that is a new draw from the data distribution is, relative to the
+    training set, in the same position as a training image relative to the *other* training images,
+    so the leave-one-out train→train distances are the reference distribution for "not copied".
+    Flagging below a low percentile alone would flag that share of honest samples by construction;
+    halving it asks for a sample to be at least twice as close to a training image as 95% of
+    training images are to their nearest other one, which new samples almost never are while
+    copies (exact, or with noise, a pixel shift, re-compression) sit near 0. The 5th percentile
+    rather than the minimum keeps τ from collapsing when a few training images are duplicates of
+    each other and is stable on a subsample of the training set.
+    """
+    d = np.asarray(train_nn_distances, np.float64).reshape(-1)
+    if d.size == 0:
+        raise SampleSizeError("the copy threshold needs at least one train→train nearest-neighbour distance")
+    if not np.isfinite(d).all():
+        raise ValueError("train→train distances contain NaN or infinity")
+    if not 0 < percentile < 100 or not 0 < fraction <= 1:
+        raise ValueError(f"percentile must be in (0, 100) and fraction in (0, 1], got {percentile}, {fraction}")
+    p = float(np.percentile(d, percentile))
+    tau = fraction * p
+    rule = (f"τ = {fraction:g} × P{percentile:g} of the leave-one-out train→train nearest-neighbour {metric} "
+            f"distances ({d.size} training images; P{percentile:g} = {p:.4g}) = {tau:.4g}; a sample is flagged "
+            f"as a copy when its nearest training image is at {metric} distance ≤ τ")
+    return tau, rule
+
+
+def copy_verdict(flags) -> str:
+    """Exactly "no sign of copying" or "N of M samples look copied — see grid"."""
+    flags = np.asarray(flags, bool).reshape(-1)
+    n = int(flags.sum())
+    return NO_COPYING if n == 0 else f"{n} of {flags.size} samples look copied — see grid"
+
+
+@dataclass
+class CopyCheck:
+    flags: np.ndarray               # (M,) bool: sample looks copied
+    score: float                    # share of flagged samples
+    tau: float                      # threshold on the nearest-neighbour distance
+    rule: str                       # how τ was set, in words
+    verdict: str                    # "no sign of copying" or "N of M samples look copied — see grid"
+    metric: str                     # "LPIPS" (re-ranked) or "feature L2"
+    neighbours: Reranked            # per sample: nearest training indices and distances
+    train_nn_distances: np.ndarray  # (S,) leave-one-out train→train distances, computed the same way
+    train_query_indices: np.ndarray  # (S,) which training images those are
+    params: dict = field(default_factory=dict)
+
+    @property
+    def nn_distances(self) -> np.ndarray:
+        return self.neighbours.distances[:, 0]
+
+    @property
+    def flagged_indices(self) -> np.ndarray:
+        return np.flatnonzero(self.flags)
+
+    @property
+    def n_flagged(self) -> int:
+        return int(self.flags.sum())
+
+
+def copy_check(gen_features, train_features, gen_pairs: PairDistance | None = None,
+               train_pairs: PairDistance | None = None, candidates: int = 10, keep: int = 3,
+               train_queries: int | None = 1000, percentile: float = COPY_PERCENTILE,
+               fraction: float = COPY_FRACTION, seed: int = 0, device: torch.device | str | None = None,
+               chunk: int = 2048) -> CopyCheck:
+    """Flag generated samples that look copied from the training set.
+
+    For every generated sample the `candidates` nearest training samples in feature space
+    (Inception) are found; `gen_pairs(gen_idx, train_idx)` (LPIPS between the images) re-ranks
+    them and the `keep` best are kept. The same is done for `train_queries` training images
+    (a seeded subsample; None: all) against the rest of the training set, leaving each one out,
+    with `train_pairs(train_idx_a, train_idx_b)`. A sample is flagged when its nearest distance is
+    ≤ τ (`copy_threshold`). Without pair functions the feature L2 distances are used throughout.
+    """
+    g = _features(gen_features, "generated features")
+    t = _features(train_features, "training features")
+    if (gen_pairs is None) != (train_pairs is None):
+        raise ValueError("pass both gen_pairs and train_pairs or neither: the threshold must be computed "
+                         "with the same distance as the samples' nearest neighbours")
+    if len(t) < 2:
+        raise SampleSizeError(f"the copy check needs at least 2 training samples, got {len(t)}")
+    if len(g) == 0:
+        raise SampleSizeError("the copy check needs at least 1 generated sample")
+    k_gen = min(candidates, len(t))
+    k_train = min(candidates, len(t) - 1)
+    if not 1 <= keep <= k_train:
+        raise ValueError(f"keep must be between 1 and min(candidates, n_train - 1) = {k_train}, got {keep}")
+    rng = np.random.default_rng(seed)
+    if train_queries is None or train_queries >= len(t):
+        sub = np.arange(len(t), dtype=np.int64)
+    else:
+        if train_queries < 1:
+            raise ValueError(f"train_queries must be positive, got {train_queries}")
+        sub = np.sort(rng.choice(len(t), size=train_queries, replace=False)).astype(np.int64)
+
+    gen_nb = nearest_neighbours(g, t, k_gen, device, chunk)
+    train_nb = nearest_neighbours(t[sub], t, k_train, device, chunk, exclude=sub)
+    if gen_pairs is None:
+        metric = "feature L2"
+        gen_rr, train_rr = _feature_only(gen_nb, keep), _feature_only(train_nb, keep)
+    else:
+        metric = "LPIPS"
+        gen_rr = rerank(gen_nb, gen_pairs, keep)
+        train_rr = rerank(train_nb, train_pairs, keep, query_ids=sub)
+    train_nn = train_rr.distances[:, 0]
+    tau, rule = copy_threshold(train_nn, percentile, fraction, metric)
+    flags = gen_rr.distances[:, 0] <= tau
+    params = {"candidates": candidates, "keep": keep, "train_queries": int(len(sub)), "percentile": percentile,
+              "fraction": fraction, "seed": seed, "metric": metric}
+    return CopyCheck(flags, float(flags.mean()), tau, rule, copy_verdict(flags), metric, gen_rr, train_nn, sub,
+                     params)
+
+
+# ---------------------------------------------------------------------------------------------
+# C_T (Meehan et al. 2020)
+
+CT_PCA_DIMS = 64
+CT_MAX_CELLS = 50
+CT_MIN_GEN_PER_CELL = 20   # τ_n = 20 / m, as in the paper's experiments
+CT_COPYING_BELOW = -3.0
+
+
+def pca_fit(x, dims: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (D,) and the top `dims` principal directions (D, dims) of `x`, in float64, with a
+    deterministic sign (largest-magnitude entry of each direction positive)."""
+    x = np.asarray(x, np.float64)
+    mean = x.mean(axis=0)
+    xc = x - mean
+    dims = min(dims, x.shape[1], max(len(x) - 1, 1))
+    if len(x) > x.shape[1]:
+        vals, vecs = np.linalg.eigh(xc.T @ xc)
+        comps = vecs[:, np.argsort(vals)[::-1][:dims]]
+    else:
+        comps = np.linalg.svd(xc, full_matrices=False)[2][:dims].T
+    signs = np.sign(comps[np.abs(comps).argmax(axis=0), np.arange(comps.shape[1])])
+    return mean, comps * np.where(signs == 0, 1.0, signs)
+
+
+def _sq_dists(x: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    return np.maximum((x * x).sum(1)[:, None] - 2 * x @ centers.T + (centers * centers).sum(1)[None, :], 0.0)
+
+
+def assign_cells(x, centers, chunk: int = 65536) -> np.ndarray:
+    x = np.asarray(x, np.float64)
+    return np.concatenate([_sq_dists(x[s:s + chunk], centers).argmin(1) for s in range(0, len(x), chunk)]
+                          or [np.zeros(0, np.int64)]).astype(np.int64)
+
+
+def kmeans(x, k: int, seed: int = 0, n_init: int = 4, max_iter: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    """Lloyd's k-means with k-means++ seeding, best of `n_init` seeded runs; (centers, labels)."""
+    x = np.asarray(x, np.float64)
+    if not 1 <= k <= len(x):
+        raise SampleSizeError(f"k-means with {k} cells needs at least {k} points, got {len(x)}")
+    rng = np.random.default_rng(seed)
+    best = None
+    for _ in range(n_init):
+        centers = np.empty((k, x.shape[1]))
+        centers[0] = x[rng.integers(len(x))]
+        d2 = _sq_dists(x, centers[:1])[:, 0]
+        for c in range(1, k):
+            total = d2.sum()
+            i = rng.choice(len(x), p=d2 / total) if total > 0 else rng.integers(len(x))
+            centers[c] = x[i]
+            d2 = np.minimum(d2, _sq_dists(x, centers[c:c + 1])[:, 0])
+        labels = None
+        for _ in range(max_iter):
+            dist = _sq_dists(x, centers)
+            new = dist.argmin(1)
+            if labels is not None and np.array_equal(new, labels):
+                break
+            labels = new
+            for c in range(k):
+                members = labels == c
+                if members.any():
+                    centers[c] = x[members].mean(0)
+                else:  # empty cell: restart it at the point farthest from its centre
+                    far = dist[np.arange(len(x)), labels].argmax()
+                    centers[c] = x[far]
+                    labels[far] = c
+        inertia = _sq_dists(x, centers)[np.arange(len(x)), labels].sum()
+        if best is None or inertia < best[0]:
+            best = (inertia, centers.copy(), labels.copy())
+    return best[1], best[2]
+
+
+def mann_whitney_z(gen_distances, test_distances) -> tuple[float, float]:
+    """Mann-Whitney U of the generated distances against the held-out ones and its z-score.
+
+    U = R_gen − m(m+1)/2 (R_gen: rank sum of the m generated distances in the pooled sample, ties
+    given their average rank) counts the (gen, test) pairs with gen > test, ties as ½. Under H0 it
+    has mean mn/2 and variance mn(m+n+1)/12; z uses the paper's continuity correction:
+    z = (U − mn/2 + 0.5) / √(mn(m+n+1)/12). z ≪ 0: generated samples are closer to the training
+    set than held-out samples are. Returns (U, z).
+    """
+    from scipy.stats import rankdata
+
+    q = np.asarray(gen_distances, np.float64).reshape(-1)
+    p = np.asarray(test_distances, np.float64).reshape(-1)
+    m, n = q.size, p.size
+    if m == 0 or n == 0:
+        raise SampleSizeError("the Mann-Whitney U test needs at least one sample in each group")
+    ranks = rankdata(np.concatenate([q, p]))
+    u = float(ranks[:m].sum() - m * (m + 1) / 2)
+    z = (u - m * n / 2 + 0.5) / np.sqrt(m * n * (m + n + 1) / 12)
+    return u, float(z)
+
+
+@dataclass(frozen=True)
+class CTCell:
+    cell: int
+    n_train: int
+    n_test: int
+    n_gen: int
+    test_share: float   # P_n(π): share of the held-out set in this cell (the weight)
+    gen_share: float    # Q_m(π)
+    included: bool      # Q_m(π) > τ_n and the cell has test and training samples
+    z: float            # Z_U of the cell; NaN where it cannot be computed
+
+
+@dataclass
+class CTResult:
+    c_t: float
+    cells: list[CTCell]
+    n_cells: int
+    pca_dims: int
+    tau_n: float
+    interpretation: str
+    params: dict = field(default_factory=dict)
+
+
+def default_cells(n_test: int, n_gen: int) -> int:
+    """On average ≥ 50 held-out and ≥ 50 generated samples per cell, at most 50 cells (the paper used
+    50 cells for MNIST with 10k test/generated samples)."""
+    return int(np.clip(min(n_test, n_gen) // 50, 1, CT_MAX_CELLS))
+
+
+def ct_interpretation(c_t: float) -> str:
+    if c_t < CT_COPYING_BELOW:
+        return (f"C_T = {c_t:.2f} < {CT_COPYING_BELOW:g}: generated samples are systematically closer to the "
+                "training set than held-out real images are — evidence of data copying")
+    if c_t > -CT_COPYING_BELOW:
+        return (f"C_T = {c_t:.2f} > {-CT_COPYING_BELOW:g}: generated samples are farther from the training set "
+                "than held-out real images are (underfitting); no sign of data copying")
+    return (f"C_T = {c_t:.2f}: within ±{-CT_COPYING_BELOW:g} of 0, consistent with no data copying "
+            f"(C_T ≪ 0, below {CT_COPYING_BELOW:g}, would indicate copying)")
+
+
+def data_copying_ct(train_features, test_features, gen_features, n_cells: int | None = None,
+                    pca_dims: int = CT_PCA_DIMS, tau_n: float | None = None, seed: int = 0,
+                    device: torch.device | str | None = None, chunk: int = 2048) -> CTResult:
+    """The C_T data-copying statistic (Meehan et al. 2020), following the paper's recipe:
+
+    1. PCA to `pca_dims` (64) dimensions, fitted on the training features; all distances below are
+       Euclidean in that space.
+    2. Partition it with k-means (k-means++, seeded) on the training features into `n_cells` cells
+       (default `default_cells`: min(n_test, n_gen) // 50, between 1 and 50).
+    3. In each cell π: nearest-training-neighbour distances, within the cell's training samples, of
+       the generated samples (Q_m) and of the held-out samples (P_n); Z_U(π) is the z-scored
+       Mann-Whitney U of the former against the latter (`mann_whitney_z`).
+    4. C_T = Σ P_n(π) Z_U(π) / Σ P_n(π) over the cells with Q_m(π) > τ_n (default τ_n = 20/m: more
+       than 20 generated samples), weighted by the held-out share P_n(π).
+
+    C_T ≪ 0 (below −3) indicates data copying; ≫ 0 underfitting; ≈ 0 neither. Deterministic for a seed.
+    """
+    t = _features(train_features, "training features")
+    p = _features(test_features, "held-out (test) features")
+    q = _features(gen_features, "generated features")
+    if not t.shape[1] == p.shape[1] == q.shape[1]:
+        raise ValueError(f"feature dimensions differ: train {t.shape[1]}, test {p.shape[1]}, generated {q.shape[1]}")
+    if len(p) < 1 or len(q) < 1:
+        raise SampleSizeError(f"C_T needs held-out and generated samples; got {len(p)} and {len(q)}")
+    m, n = len(q), len(p)
+    k = default_cells(n, m) if n_cells is None else int(n_cells)
+    if k < 1 or len(t) < 2 * k:
+        raise SampleSizeError(f"C_T with {k} cells needs at least {2 * k} training samples, got {len(t)}")
+    tau = CT_MIN_GEN_PER_CELL / m if tau_n is None else float(tau_n)
+
+    mean, comps = pca_fit(t, pca_dims)
+    tt, pp, qq = ((np.asarray(x, np.float64) - mean) @ comps for x in (t, p, q))
+    centers, t_cells = kmeans(tt, k, seed)
+    p_cells, q_cells = assign_cells(pp, centers), assign_cells(qq, centers)
+
+    cells: list[CTCell] = []
+    for c in range(k):
+        tc, pc, qc = tt[t_cells == c], pp[p_cells == c], qq[q_cells == c]
+        test_share, gen_share = len(pc) / n, len(qc) / m
+        z = float("nan")
+        if len(tc) and len(pc) and len(qc):
+            lq = nearest_neighbours(qc, tc, 1, device, chunk).distances[:, 0]
+            lp = nearest_neighbours(pc, tc, 1, device, chunk).distances[:, 0]
+            z = mann_whitney_z(lq, lp)[1]
+        included = gen_share > tau and len(pc) > 0 and len(tc) > 0
+        cells.append(CTCell(c, len(tc), len(pc), len(qc), test_share, gen_share, included, z))
+    used = [c for c in cells if c.included]
+    if not used:
+        raise SampleSizeError(
+            f"no cell holds more than τ_n = {tau:.3g} of the {m} generated samples together with held-out samples; "
+            "use fewer cells or more samples")
+    w = np.array([c.test_share for c in used])
+    if w.sum() == 0:
+        raise SampleSizeError("the cells that hold generated samples hold no held-out samples")
+    c_t = float(np.dot(w, [c.z for c in used]) / w.sum())
+    params = {"n_cells": k, "pca_dims": int(comps.shape[1]), "tau_n": tau, "seed": seed,
+              "n_train": len(t), "n_test": n, "n_gen": m}
+    return CTResult(c_t, cells, k, int(comps.shape[1]), tau, ct_interpretation(c_t), params)
