@@ -104,6 +104,9 @@ class Design:
     seed: int = 0                      # study seed: image rotation and per-participant orders derive from it
     image_width: int = 0               # on-screen width of each image in px; 0 = column width
     min_response_ms: int = 250         # answers sooner than this after a pair appears are ignored (double clicks)
+    presentation: str = "buttons"      # "buttons" (server-timed) or "timed" (in-browser timing, exposure, mask)
+    exposure_ms: int = 0               # "timed" only: hide the pair after this long; 0 = until answered
+    mask_ms: int = 0                   # "timed" only: noise mask shown for this long after the exposure
     minutes_estimate: int = 0          # shown in the briefing; 0 = estimate from trial counts
 
 
@@ -185,9 +188,14 @@ class StudyConfig:
                 raise ConfigError(f"conditions: label {label!r} may use only letters, digits and . _ - = (1-40 chars)")
         if d.trials_per_condition < 1:
             raise ConfigError("design.trials_per_condition must be at least 1")
-        for name in ("practice_trials", "attention_checks", "image_width", "minutes_estimate", "min_response_ms"):
+        for name in ("practice_trials", "attention_checks", "image_width", "minutes_estimate", "min_response_ms",
+                     "exposure_ms", "mask_ms"):
             if getattr(d, name) < 0:
                 raise ConfigError(f"design.{name} must not be negative")
+        if d.presentation not in ("buttons", "timed"):
+            raise ConfigError("design.presentation must be 'buttons' or 'timed'")
+        if (d.exposure_ms or d.mask_ms) and d.presentation != "timed":
+            raise ConfigError("design.exposure_ms and design.mask_ms need design.presentation = \"timed\"")
         if d.assignment not in ("within", "between"):
             raise ConfigError("design.assignment must be 'within' or 'between'")
         if not 0 < a.alpha < 0.5:
@@ -341,7 +349,11 @@ _COMMENTS = {
     "design": (
         "trials_per_condition: main pairs per condition and participant. attention_checks: obvious pairs\n"
         "(a real image against a scrambled copy) used by the pre-declared exclusion rule. assignment:\n"
-        "\"within\" shows every condition to everyone; \"between\" gives each participant one condition."
+        "\"within\" shows every condition to everyone; \"between\" gives each participant one condition.\n"
+        "presentation: \"buttons\" (Streamlit buttons and arrow keys; response time measured on the server,\n"
+        "network delay included) or \"timed\" (an in-browser component: images preloaded and shown on the\n"
+        "same frame, response time measured in the browser, optional exposure_ms limit and backward mask_ms,\n"
+        "focus losses counted). min_response_ms: faster answers are ignored as accidental double clicks."
     ),
     "completion": "Shown at the end. For Prolific use its code and redirect URL.",
     "recruitment": (

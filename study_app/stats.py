@@ -368,8 +368,10 @@ def exclusions(rows: Iterable[dict], *, min_attention_correct: float, exclude_me
         pid = r["participant"]
         if r["trial_kind"] == "attention":
             attention.setdefault(pid, []).append(bool(r["correct"]))
-        elif r["trial_kind"] == "main" and r.get("rt_ms") is not None:
-            rts.setdefault(pid, []).append(float(r["rt_ms"]))
+        elif r["trial_kind"] == "main":
+            rt = r.get("client_rt_ms") if r.get("client_rt_ms") is not None else r.get("rt_ms")  # browser timing first
+            if rt is not None:
+                rts.setdefault(pid, []).append(float(rt))
     out = {}
     for pid, answers in attention.items():
         share = sum(answers) / len(answers)

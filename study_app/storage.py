@@ -61,7 +61,11 @@ responses = sa.Table(
     sa.Column("real_side", sa.String(8), nullable=False),
     sa.Column("chosen_side", sa.String(8), nullable=False),
     sa.Column("correct", sa.Boolean, nullable=False),
-    sa.Column("rt_ms", sa.Float, nullable=True),
+    sa.Column("rt_ms", sa.Float, nullable=True),                          # server-side: pair sent -> answer received
+    sa.Column("client_rt_ms", sa.Float, nullable=True),                   # "timed" presentation: measured in the browser
+    sa.Column("exposure_ms", sa.Float, nullable=True),                    # "timed": how long the pair was on screen
+    sa.Column("focus_losses", sa.Integer, nullable=True),                 # "timed": window blurs / tab switches
+    sa.Column("window_size", sa.String(32), nullable=True),               # "timed": e.g. "1280x720"
     sa.Column("shown_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("answered_at", sa.DateTime(timezone=True), nullable=False),
     sa.UniqueConstraint("participant_id", "trial_index", name="uq_response_participant_trial"),
@@ -129,6 +133,20 @@ class AnswerOutcome:
     correct: bool        # of the stored answer
     chosen_side: str     # of the stored answer
     completed: bool      # the participant has now answered every trial
+
+
+def _client_columns(client: dict | None) -> dict:
+    """Browser-measured values, type-checked: they come from the participant's browser."""
+    client = client or {}
+
+    def number(name):
+        value = client.get(name)
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 else None
+
+    window = client.get("window")
+    return {"client_rt_ms": number("rt_ms"), "exposure_ms": number("exposure_ms"),
+            "focus_losses": int(client["focus_losses"]) if isinstance(client.get("focus_losses"), int) else None,
+            "window_size": window[:32] if isinstance(window, str) else None}
 
 
 def _utcnow() -> datetime:
@@ -315,7 +333,7 @@ class StudyStore:
                          .values(status="in_progress", started_at=_utcnow()))
 
     def record_answer(self, token: str, trial_index: int, chosen_side: str, *, rt_ms: float | None = None,
-                      shown_at: datetime | None = None) -> AnswerOutcome:
+                      shown_at: datetime | None = None, client: dict | None = None) -> AnswerOutcome:
         """Store the answer to the participant's current trial, exactly once.
 
         Returns status "duplicate" (and the stored answer, unchanged) when that trial was already
@@ -344,7 +362,8 @@ class StudyStore:
                 conn.execute(responses.insert().values(
                     participant_id=row.id, trial_index=trial_index, kind=trial.kind, condition=trial.condition,
                     real_image=trial.real_image, fake_image=trial.fake_image, real_side=trial.real_side,
-                    chosen_side=chosen_side, correct=correct, rt_ms=rt_ms, shown_at=shown_at, answered_at=now))
+                    chosen_side=chosen_side, correct=correct, rt_ms=rt_ms, shown_at=shown_at, answered_at=now,
+                    **_client_columns(client)))
                 completed = answered + 1 == row.n_trials
                 if completed:
                     conn.execute(participants.update().where(participants.c.id == row.id)
@@ -430,7 +449,8 @@ class StudyStore:
             participants.c.consented_at, participants.c.completed_at.label("participant_completed_at"),
             responses.c.trial_index, responses.c.kind.label("trial_kind"), responses.c.condition,
             responses.c.real_image, responses.c.fake_image, responses.c.real_side, responses.c.chosen_side,
-            responses.c.correct, responses.c.rt_ms, responses.c.shown_at, responses.c.answered_at)
+            responses.c.correct, responses.c.rt_ms, responses.c.client_rt_ms, responses.c.exposure_ms,
+            responses.c.focus_losses, responses.c.window_size, responses.c.shown_at, responses.c.answered_at)
             .join(participants, responses.c.participant_id == participants.c.id)
             .order_by(participants.c.id, responses.c.trial_index))
         with self._read() as conn:

@@ -8,6 +8,7 @@ repeated clicks cannot add or change answers.
 """
 from __future__ import annotations
 
+import functools
 import time
 from datetime import datetime, timezone
 
@@ -17,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from study_app.storage import NotCurrentTrial, ParticipantFinished, StudyClosed, UnknownParticipant
 from study_app.views.common import fill, load_study, pair_thumbnail
+from study_app.views.timed import answer_payload, data_url, timed_pair
 
 study = load_study()
 cfg = study.config
@@ -55,16 +57,19 @@ def _start_trials(token: str) -> None:
     store.start_trials(token)
 
 
-def _answer(token: str, index: int, side: str) -> None:
+def _answer(token: str, index: int, side: str, client: dict | None = None) -> None:
     shown = ss.get(f"shown-{token}-{index}")
     rt_ms = (time.monotonic() - shown[0]) * 1000 if shown else None
-    if rt_ms is not None and rt_ms < cfg.design.min_response_ms:
+    fastest = client.get("rt_ms") if client and isinstance(client.get("rt_ms"), (int, float)) else rt_ms
+    if fastest is not None and fastest < cfg.design.min_response_ms:
         # Faster than anyone can compare two images: the second click of a double click that landed
         # on the next pair. Keep the pair on screen instead of recording it.
         ss["notice"] = "That was very fast — please look at both images, then choose."
+        ss[f"remount-{token}-{index}"] = ss.get(f"remount-{token}-{index}", 0) + 1  # timed: a fresh component
         return
     try:
-        outcome = store.record_answer(token, index, side, rt_ms=rt_ms, shown_at=shown[1] if shown else None)
+        outcome = store.record_answer(token, index, side, rt_ms=rt_ms, shown_at=shown[1] if shown else None,
+                                      client=client)
     except (NotCurrentTrial, ParticipantFinished):
         ss["notice"] = "That click was for a screen you had already left; it was not recorded."
         return
@@ -79,6 +84,12 @@ def _answer(token: str, index: int, side: str) -> None:
         ss["notice"] = "That pair was already answered; your first answer is kept."
     elif outcome.kind == "practice":
         ss["feedback"] = {"token": token, "index": index, "correct": outcome.correct}
+
+
+def _answer_timed(token: str, index: int, key: str) -> None:
+    payload = answer_payload(key)
+    if payload and payload.get("trial") == index and payload.get("side") in ("left", "right"):
+        _answer(token, index, payload["side"], client=payload)
 
 
 def _withdraw(token: str) -> None:
@@ -170,15 +181,24 @@ def screen_trial(token: str, state) -> None:
     shown_key = f"shown-{token}-{trial.index}"
     if shown_key not in ss:  # first time this session draws the pair: the response-time clock starts
         ss[shown_key] = (time.monotonic(), datetime.now(timezone.utc))
-    width = cfg.design.image_width or "stretch"
-    columns = st.columns(2, gap="large")
-    for column, side, image_id, key_name in ((columns[0], "left", trial.left_image, "Left"),
-                                             (columns[1], "right", trial.right_image, "Right")):
-        with column:
-            st.image(study.images.read(image_id), width=width)
-            st.button(f"{key_name} is real", key=f"answer-{trial.index}-{side}", type="primary", width="stretch",
-                      on_click=_answer, args=(token, trial.index, side), shortcut=key_name)
-    st.caption("Keyboard: ← left is real, → right is real.")
+    if cfg.design.presentation == "timed":
+        key = f"timed-{token}-{trial.index}-{ss.get(f'remount-{token}-{trial.index}', 0)}"
+        timed_pair(key=key, trial_index=trial.index,
+                   left=data_url(study.images.read(trial.left_image), study.manifest.get(trial.left_image).format),
+                   right=data_url(study.images.read(trial.right_image), study.manifest.get(trial.right_image).format),
+                   exposure_ms=cfg.design.exposure_ms, mask_ms=cfg.design.mask_ms,
+                   on_answer=functools.partial(_answer_timed, token, trial.index, key))
+        st.caption("Keyboard: ← or F: left is real; → or J: right is real.")
+    else:
+        width = cfg.design.image_width or "stretch"
+        columns = st.columns(2, gap="large")
+        for column, side, image_id, key_name in ((columns[0], "left", trial.left_image, "Left"),
+                                                 (columns[1], "right", trial.right_image, "Right")):
+            with column:
+                st.image(study.images.read(image_id), width=width)
+                st.button(f"{key_name} is real", key=f"answer-{trial.index}-{side}", type="primary", width="stretch",
+                          on_click=_answer, args=(token, trial.index, side), shortcut=key_name)
+        st.caption("Keyboard: ← left is real, → right is real.")
     withdraw_box(token)
 
 

@@ -218,7 +218,7 @@ def test_admin_page_counts_and_closes_the_study(make_study, monkeypatch):
     assert {"Trials CSV", "Codebook"} <= {b.label for b in admin.at.get("download_button")}
     assert study.store.is_open()
     admin.click("toggle-open")
-    assert not study.store.is_open() and "closed to new participants" in admin.texts()
+    assert not study.store.is_open() and "CLOSED to new participants" in admin.texts()
 
 
 def test_export_columns_match_the_codebook(make_study):
@@ -254,3 +254,12 @@ def test_a_failed_write_says_so_and_keeps_the_pair(make_study, monkeypatch):
     monkeypatch.undo()
     session.answer("left")
     assert session.current_trial() == 1 and len(_rows(study)) == 1
+
+
+def test_timed_presentation_mounts_the_browser_component(make_study):
+    study_dir = make_study(presentation="timed", exposure_ms=500, mask_ms=100, practice_trials=0)
+    session = AppSession(study_dir).consent()
+    session.click("start-trials")
+    component = session.at.get("bidi_component")
+    assert len(component) == 1 and session.current_trial() is None     # no server-side answer buttons
+    assert "F: left is real" in session.texts()

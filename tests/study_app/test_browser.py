@@ -29,29 +29,32 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def served_study(make_study, tmp_path):
-    """`study-app serve` on a free port; yields (base_url, study_dir); stops the server afterwards."""
-    study_dir = make_study(trials_per_condition=3, practice_trials=2, attention_checks=1, min_response_ms=250,
-                           completion_code="BROWSER-OK")
-    port = _free_port()
-    log = open(tmp_path / "server.log", "w")
-    env = dict(os.environ, STUDY_ADMIN_PASSWORD="pw")
-    server = subprocess.Popen([sys.executable, "-m", "study_app.cli", "serve", str(study_dir), "--port", str(port)],
-                              stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
+def serve(tmp_path):
+    """serve(study_dir) -> base URL of `study-app serve` on a free port; servers stop after the test."""
+    servers = []
+
+    def start(study_dir):
+        port = _free_port()
+        log_path = tmp_path / f"server-{port}.log"
+        log = open(log_path, "w")
+        env = dict(os.environ, STUDY_ADMIN_PASSWORD="pw")
+        server = subprocess.Popen([sys.executable, "-m", "study_app.cli", "serve", str(study_dir), "--port", str(port)],
+                                  stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        servers.append((server, log))
+        base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while True:
             try:
                 if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).status == 200:
-                    break
+                    return base
             except OSError:
                 pass
             if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not start:\n{(tmp_path / 'server.log').read_text()}")
+                raise RuntimeError(f"streamlit did not start:\n{log_path.read_text()}")
             time.sleep(0.3)
-        yield base, study_dir
-    finally:
+
+    yield start
+    for server, log in servers:
         os.killpg(server.pid, signal.SIGTERM)
         try:
             server.wait(timeout=10)
@@ -60,73 +63,88 @@ def served_study(make_study, tmp_path):
         log.close()
 
 
-def test_participant_session_in_a_real_browser(served_study, chromium_path):
-    from playwright.sync_api import expect, sync_playwright
+@pytest.fixture
+def browser(chromium_path):
+    from playwright.sync_api import sync_playwright
 
-    base, study_dir = served_study
-    study = Study(study_dir)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        chromium = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.set_default_timeout(20_000)
-            page.goto(base + "/")
-            page.get_by_role("button", name="Continue to consent").click()
-
-            boxes = page.locator("[data-testid='stCheckbox'] label")
-            expect(boxes.first).to_be_visible()
-            for i in range(boxes.count()):
-                boxes.nth(i).click()
-                expect(page.get_by_role("checkbox").nth(i)).to_be_checked()
-            page.get_by_role("button", name="I agree — start the study").click()
-            page.get_by_role("button", name="Start the practice pairs").click()
-            page.wait_for_url("**/?p=*")
-            token = page.url.split("p=")[1].split("&")[0]
-            state = study.store.get_participant(token)
-            plan = state.plan
-            n_main = len(plan) - 2
-
-            def answered():
-                return study.store.get_participant(token).answered
-
-            # Practice: one answer by mouse, one by keyboard; feedback after each.
-            expect(page.get_by_text("Practice pair 1 of 2")).to_be_visible()
-            time.sleep(HUMAN_PAUSE_S)
-            page.get_by_role("button", name="Left is real").click()
-            expect(page.get_by_role("button", name="Next pair")).to_be_visible()
-            expect(page.get_by_text("the real image was on the " + plan[0].real_side)).to_be_visible()
-            page.keyboard.press("Enter")
-            expect(page.get_by_text("Practice pair 2 of 2")).to_be_visible()
-            time.sleep(HUMAN_PAUSE_S)
-            page.keyboard.press("ArrowRight")
-            expect(page.get_by_role("button", name="Next pair")).to_be_visible()
-            page.get_by_role("button", name="Next pair").click()
-            page.get_by_role("button", name="Start the main part").click()
-
-            for k in range(1, n_main + 1):
-                expect(page.get_by_text(f"Pair {k} of {n_main}", exact=True)).to_be_visible()
-                before = answered()
-                if k == 3:   # a reload mid-study resumes at the same unanswered pair
-                    page.reload()
-                    expect(page.get_by_text(f"Pair {k} of {n_main}", exact=True)).to_be_visible()
-                    assert answered() == before
-                time.sleep(HUMAN_PAUSE_S)
-                if k == 2:   # a double click records one answer, not two
-                    page.get_by_role("button", name="Left is real").dblclick()
-                elif k % 2:
-                    page.keyboard.press("ArrowLeft")
-                else:
-                    page.get_by_role("button", name="Right is real").click()
-                if k < n_main:
-                    expect(page.get_by_text(f"Pair {k + 1} of {n_main}", exact=True)).to_be_visible()
-                    time.sleep(0.3)  # let a stray second click of the double click arrive
-                    assert answered() == before + 1
-
-            expect(page.get_by_text("Thank you — you are done!")).to_be_visible()
-            expect(page.get_by_text("BROWSER-OK")).to_be_visible()
-            expect(page.get_by_text(state.deletion_code)).to_be_visible()
+            yield chromium
         finally:
-            browser.close()
+            chromium.close()
+
+
+def _consent(page, base):
+    """Briefing and consent; returns the participant token from the resume link."""
+    from playwright.sync_api import expect
+
+    page.set_default_timeout(20_000)
+    page.goto(base + "/")
+    page.get_by_role("button", name="Continue to consent").click()
+    boxes = page.locator("[data-testid='stCheckbox'] label")
+    expect(boxes.first).to_be_visible()
+    for i in range(boxes.count()):
+        boxes.nth(i).click()
+        expect(page.get_by_role("checkbox").nth(i)).to_be_checked()
+    page.get_by_role("button", name="I agree — start the study").click()
+    page.get_by_role("button", name="Start the practice pairs").click()
+    page.wait_for_url("**/?p=*")
+    return page.url.split("p=")[1].split("&")[0]
+
+
+def test_participant_session_in_a_real_browser(make_study, serve, browser):
+    from playwright.sync_api import expect
+
+    study_dir = make_study(trials_per_condition=3, practice_trials=2, attention_checks=1, min_response_ms=250,
+                           completion_code="BROWSER-OK")
+    base = serve(study_dir)
+    study = Study(study_dir)
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    token = _consent(page, base)
+    state = study.store.get_participant(token)
+    plan = state.plan
+    n_main = len(plan) - 2
+
+    def answered():
+        return study.store.get_participant(token).answered
+
+    # Practice: one answer by mouse, one by keyboard; feedback after each.
+    expect(page.get_by_text("Practice pair 1 of 2")).to_be_visible()
+    time.sleep(HUMAN_PAUSE_S)
+    page.get_by_role("button", name="Left is real").click()
+    expect(page.get_by_role("button", name="Next pair")).to_be_visible()
+    expect(page.get_by_text("the real image was on the " + plan[0].real_side)).to_be_visible()
+    page.keyboard.press("Enter")
+    expect(page.get_by_text("Practice pair 2 of 2")).to_be_visible()
+    time.sleep(HUMAN_PAUSE_S)
+    page.keyboard.press("ArrowRight")
+    expect(page.get_by_role("button", name="Next pair")).to_be_visible()
+    page.get_by_role("button", name="Next pair").click()
+    page.get_by_role("button", name="Start the main part").click()
+
+    for k in range(1, n_main + 1):
+        expect(page.get_by_text(f"Pair {k} of {n_main}", exact=True)).to_be_visible()
+        before = answered()
+        if k == 3:   # a reload mid-study resumes at the same unanswered pair
+            page.reload()
+            expect(page.get_by_text(f"Pair {k} of {n_main}", exact=True)).to_be_visible()
+            assert answered() == before
+        time.sleep(HUMAN_PAUSE_S)
+        if k == 2:   # a double click records one answer, not two
+            page.get_by_role("button", name="Left is real").dblclick()
+        elif k % 2:
+            page.keyboard.press("ArrowLeft")
+        else:
+            page.get_by_role("button", name="Right is real").click()
+        if k < n_main:
+            expect(page.get_by_text(f"Pair {k + 1} of {n_main}", exact=True)).to_be_visible()
+            time.sleep(0.3)  # let a stray second click of the double click arrive
+            assert answered() == before + 1
+
+    expect(page.get_by_text("Thank you — you are done!")).to_be_visible()
+    expect(page.get_by_text("BROWSER-OK")).to_be_visible()
+    expect(page.get_by_text(state.deletion_code)).to_be_visible()
 
     rows = [r for r in study.store.trial_rows() if r["participant"] == state.id]
     assert [r["trial_index"] for r in rows] == [t.index for t in plan]
@@ -135,3 +153,49 @@ def test_participant_session_in_a_real_browser(served_study, chromium_path):
     assert all(r["rt_ms"] >= 250 for r in rows)
     assert study.store.get_participant(token).status == "completed"
     assert study.store.counts()["started"] == 1
+
+
+def test_timed_presentation_measures_in_the_browser(make_study, serve, browser):
+    """presentation = "timed": the in-browser component shows the pair for exposure_ms, then a mask,
+    measures the response time itself, and an answer sooner than min_response_ms is not stored."""
+    from playwright.sync_api import expect
+
+    study_dir = make_study(conditions=("A",), trials_per_condition=3, practice_trials=1, attention_checks=0,
+                           presentation="timed", exposure_ms=300, mask_ms=100, min_response_ms=250)
+    base = serve(study_dir)
+    study = Study(study_dir)
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    token = _consent(page, base)
+
+    def answered():
+        return study.store.get_participant(token).answered
+
+    left = page.get_by_role("button", name="Left is real (←)")
+    expect(left).to_be_enabled()                      # enabled on the first frame showing both images
+    page.keyboard.press("ArrowLeft")                  # far sooner than 250 ms: ignored, pair shown again
+    expect(page.get_by_text("That was very fast")).to_be_visible()
+    assert answered() == 0
+    expect(left).to_be_enabled()
+    time.sleep(0.6)                                   # past the 300 ms exposure: images gone, answer still possible
+    expect(page.locator(".study-pair img")).to_have_count(0)
+    page.keyboard.press("ArrowLeft")
+    expect(page.get_by_role("button", name="Next pair")).to_be_visible()
+    page.get_by_role("button", name="Next pair").click()
+    page.get_by_role("button", name="Start the main part").click()
+    for k in range(1, 4):
+        expect(page.get_by_text(f"Pair {k} of 3", exact=True)).to_be_visible()
+        expect(left).to_be_enabled()
+        time.sleep(HUMAN_PAUSE_S)
+        if k == 2:
+            page.get_by_role("button", name="Right is real (→)").click()
+        else:
+            page.keyboard.press("j")
+    expect(page.get_by_text("Thank you — you are done!")).to_be_visible()
+
+    rows = study.store.trial_rows()
+    assert [r["trial_index"] for r in rows] == [0, 1, 2, 3]
+    assert [r["chosen_side"] for r in rows] == ["left", "right", "right", "right"]
+    for r in rows:
+        assert r["client_rt_ms"] >= 250 and r["rt_ms"] is not None
+        assert 250 <= r["exposure_ms"] <= 1000        # 300 ms target, frame-quantised, on a loaded machine
+        assert r["focus_losses"] == 0 and r["window_size"] == "1200x900"

@@ -157,3 +157,11 @@ def test_attention_image_is_a_scrambled_copy_of_a_real_image(make_study):
     assert study.manifest.get(entry.derived_from).role == "real"
     with Image.open(study.images.path(entry.id)) as att, Image.open(study.images.path(entry.derived_from)) as src:
         assert att.size == src.size and att.convert("RGB").tobytes() != src.convert("RGB").tobytes()
+
+
+def test_exposure_limits_need_the_timed_presentation(make_study):
+    with pytest.raises(ConfigError, match="presentation"):
+        make_study(exposure_ms=500)
+    with pytest.raises(ConfigError, match="presentation"):
+        make_study(presentation="flash")
+    assert load_config(make_study(presentation="timed", exposure_ms=500)).design.exposure_ms == 500
