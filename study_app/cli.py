@@ -171,15 +171,23 @@ def cmd_export(args) -> int:
 
 def cmd_power(args) -> int:
     from . import stats
+    if not (0 < args.accuracy < 1 and 0 < args.margin < 0.5 and 0 <= args.icc < 1 and args.trials_per_participant >= 1
+            and 0 < args.power < 1 and 0 < args.alpha < 0.5):
+        raise SystemExit("study-app power: need 0 < accuracy < 1, 0 < margin < 0.5, 0 <= icc < 1, "
+                         "trials-per-participant >= 1, 0 < power < 1, 0 < alpha < 0.5")
     plan = stats.power_plan(args.trials_per_participant, args.icc, margin=args.margin, alpha=args.alpha,
                             target_power=args.power, detect_accuracy=args.accuracy)
     m = args.trials_per_participant
     print(f"α = {args.alpha}, power {args.power:.0%}, {m} trials per participant, ICC {args.icc} "
           f"(design effect {plan.design_effect:.2f})")
-    print(f"  detect accuracy {args.accuracy:.1%} vs 50% (exact binomial): {plan.trials_to_detect} independent trials "
-          f"= {plan.participants_to_detect} participants x {m}")
-    print(f"  show equivalence within 50% ± {args.margin:.1%} (exact TOST, truth 50%): {plan.trials_for_equivalence} "
-          f"independent trials = {plan.participants_for_equivalence} participants x {m}")
+    def needed(trials, people):
+        return (f"{trials} independent trials = {people} participants x {m}" if trials
+                else "not reachable within 200,000 trials")
+
+    print(f"  detect accuracy {args.accuracy:.1%} vs 50% (exact binomial): "
+          f"{needed(plan.trials_to_detect, plan.participants_to_detect)}")
+    print(f"  show equivalence within 50% ± {args.margin:.1%} (exact TOST, truth 50%): "
+          f"{needed(plan.trials_for_equivalence, plan.participants_for_equivalence)}")
     if args.participants:
         power = stats.power_clustered(args.participants, m, args.accuracy, args.icc, alpha=args.alpha)
         print(f"  {args.participants} participants x {m}: power {power:.2f} to detect {args.accuracy:.1%}")

@@ -200,21 +200,34 @@ def power_tost(n: int, margin: float, p_true: float = 0.5, p0: float = 0.5, alph
 
 
 def _smallest_n(power_fn, target: float, max_n: int) -> int | None:
-    """Smallest n with power_fn(n) ≥ target. Exact-test power saw-tooths by a few points as n grows,
-    so a coarse scan stops well below the target and a unit-step scan finds the first crossing."""
-    step, n = 64, 1
-    while n <= max_n and power_fn(n) < target - 0.1:
-        n += step
-    for m in range(max(1, n - step), max_n + 1):
-        if power_fn(m) >= target:
-            return m
-    return None
+    """Smallest n with power_fn(n) ≥ target, or None beyond max_n.
+
+    Exact-test power saw-tooths as n grows, so a search that assumes it rises (doubling, then
+    bisection) lands on *a* crossing; a unit-step scan of the few hundred n below it then finds the
+    first one. Beyond a few thousand trials the saw-tooth is negligible."""
+    hi = 16
+    while power_fn(hi) < target:
+        if hi >= max_n:
+            return None
+        hi = min(2 * hi, max_n)
+    lo = hi // 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if power_fn(mid) >= target:
+            hi = mid
+        else:
+            lo = mid
+    if hi > 5000:
+        return hi
+    return next(n for n in range(max(1, hi - 300), hi + 1) if power_fn(n) >= target)
 
 
 @functools.lru_cache(maxsize=256)
 def trials_needed(p_true: float, power: float = 0.8, p0: float = 0.5, alpha: float = 0.05,
                   max_n: int = 200_000) -> int | None:
     """Independent trials needed for the exact binomial test to detect p_true with this power."""
+    if p_true == p0:
+        return None
     return _smallest_n(lambda n: power_binomial(n, p_true, p0, alpha), power, max_n)
 
 
@@ -222,6 +235,8 @@ def trials_needed(p_true: float, power: float = 0.8, p0: float = 0.5, alpha: flo
 def trials_needed_tost(margin: float, power: float = 0.8, p_true: float = 0.5, p0: float = 0.5,
                        alpha: float = 0.05, max_n: int = 200_000) -> int | None:
     """Independent trials needed for the exact TOST to show equivalence within ±margin."""
+    if abs(p_true - p0) >= margin:
+        return None
     return _smallest_n(lambda n: power_tost(n, margin, p_true, p0, alpha), power, max_n)
 
 
@@ -558,6 +573,10 @@ def _pct(x: float) -> str:
     return "  n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:5.1f}%"
 
 
+def _needed(trials: int | None, participants: int | None) -> str:
+    return f"{trials} independent trials ≈ {participants} participants" if trials else "not reachable"
+
+
 def format_report(report: StudyReport, *, max_images: int = 10) -> str:
     """Plain-text report for the terminal and the admin page."""
     lines = [
@@ -593,10 +612,9 @@ def format_report(report: StudyReport, *, max_images: int = 10) -> str:
         "",
         f"Power plan ({p.trials_per_participant} pairs per participant, ICC {p.icc:.3f} {p.icc_source}, "
         f"design effect {p.design_effect:.2f}, α = {p.alpha}, power {p.target_power:.0%}):",
-        f"    to detect {p.detect_accuracy:.0%} accuracy: {p.trials_to_detect} independent trials ≈ "
-        f"{p.participants_to_detect} participants",
-        f"    to show equivalence within ±{p.margin:.0%}: {p.trials_for_equivalence} independent trials ≈ "
-        f"{p.participants_for_equivalence} participants",
+        f"    to detect {p.detect_accuracy:.0%} accuracy: {_needed(p.trials_to_detect, p.participants_to_detect)}",
+        f"    to show equivalence within ±{p.margin:.0%}: "
+        f"{_needed(p.trials_for_equivalence, p.participants_for_equivalence)}",
     ]
     fakes = [s for s in report.images if s.role == "fake"]
     if fakes:

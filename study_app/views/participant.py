@@ -13,7 +13,6 @@ import time
 from datetime import datetime, timezone
 
 import streamlit as st
-
 from sqlalchemy.exc import SQLAlchemyError
 
 from study_app.storage import NotCurrentTrial, ParticipantFinished, StudyClosed, UnknownParticipant
@@ -60,8 +59,9 @@ def _start_trials(token: str) -> None:
 def _answer(token: str, index: int, side: str, client: dict | None = None) -> None:
     shown = ss.get(f"shown-{token}-{index}")
     rt_ms = (time.monotonic() - shown[0]) * 1000 if shown else None
-    fastest = client.get("rt_ms") if client and isinstance(client.get("rt_ms"), (int, float)) else rt_ms
-    if fastest is not None and fastest < cfg.design.min_response_ms:
+    # The browser's own measurement, when there is one, is the better clock.
+    decisive_rt = client.get("rt_ms") if client and isinstance(client.get("rt_ms"), (int, float)) else rt_ms
+    if decisive_rt is not None and decisive_rt < cfg.design.min_response_ms:
         # Faster than anyone can compare two images: the second click of a double click that landed
         # on the next pair. Keep the pair on screen instead of recording it.
         ss["notice"] = "That was very fast — please look at both images, then choose."
