@@ -34,7 +34,7 @@ TRAIN_OVERRIDES = [
     ("--vit-heads", "vit.heads", int, "ViT D attention heads"),
     ("--vit-patch", "vit.patch", int, "ViT D patch stride in px (0 = res/8)"),
     ("--vit-extend", "vit.extend", int, "ViT D patch overlap per side in px (-1 = patch/4)"),
-    ("--p", "augment.p", float, "initial augmentation probability (fixed if --aug fixed)"),
+    ("--aug-p", "augment.p", float, "initial augmentation probability (fixed if --aug fixed)"),
     ("--target", "augment.target", float, "ADA r_t target"),
     ("--ada-kimg", "augment.ada_kimg", float, "ADA speed: p can move by 1 per this many kimg"),
 ]

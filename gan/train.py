@@ -87,6 +87,18 @@ class Distributed:
         torch.distributed.all_reduce(t)
         return t.tolist()
 
+    def check_in_sync(self, *modules: torch.nn.Module) -> None:
+        """Every rank must hold the same weights; a silent divergence would make rank 0's snapshot a lie."""
+        if self.world == 1:
+            return
+        with torch.no_grad():
+            total = torch.stack([p.double().sum() for m in modules for p in m.parameters()]).sum().reshape(1)
+        lo, hi = total.clone(), total.clone()
+        torch.distributed.all_reduce(lo, op=torch.distributed.ReduceOp.MIN)
+        torch.distributed.all_reduce(hi, op=torch.distributed.ReduceOp.MAX)
+        if lo.item() != hi.item():
+            raise RuntimeError(f"ranks hold different weights (checksums {lo.item()} .. {hi.item()})")
+
     def barrier(self) -> None:
         if self.world > 1:
             torch.distributed.barrier()
@@ -210,22 +222,26 @@ class Trainer:
         self.loss.pl_mean.fill_(s["pl_mean"])
 
     def transfer_from(self, path: Path) -> str:
-        """Initialise from another run's weights: every tensor whose name and shape match."""
+        """Initialise G, G_ema (and D if the checkpoint has the same kind of D) from another run.
+
+        Shapes must match exactly; a different discriminator type starts from a fresh D.
+        """
         meta = ckpt.read_metadata(path)
+        their_disc = meta["config"].get("disc")
         report = []
-        same_disc = meta["config"].get("disc") == self.cfg.disc
         for name, module in (("G", self.G), ("G_ema", self.G_ema), ("D", self.D)):
-            if name == "D" and not same_disc:
-                report.append(f"D: not transferred (checkpoint has a {meta['config'].get('disc')} D)")
+            if name == "D" and their_disc != self.cfg.disc:
+                report.append(f"D: not transferred (checkpoint has a {their_disc} D)")
                 continue
-            own = module.state_dict()
-            theirs = {k: v for k, v in ckpt.load_tensors(path, name).items()
-                      if k in own and own[k].shape == v.shape}
-            if name == "G" and not theirs:
-                raise ValueError(f"{path} shares no generator weights with this configuration "
-                                 "(different z/w dims or channels); it cannot be used for --transfer")
-            module.load_state_dict(theirs, strict=False)
-            report.append(f"{name}: {len(theirs)}/{len(own)} tensors")
+            own, theirs = module.state_dict(), ckpt.load_tensors(path, name)
+            mismatched = [k for k in own if k not in theirs or theirs[k].shape != own[k].shape]
+            if mismatched:
+                raise ValueError(
+                    f"{path} is from another configuration: {len(mismatched)} of {len(own)} {name} tensors "
+                    f"are missing or differ in shape (e.g. {', '.join(mismatched[:3])}). --transfer needs the "
+                    "same resolution, z/w dims, mapping and channel sizes.")
+            module.load_state_dict({k: theirs[k] for k in own})
+            report.append(f"{name}: {len(own)} tensors")
         return "; ".join(report)
 
 
@@ -370,8 +386,8 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, device: str
                 bad = [k for k, v in losses.items() if not torch.isfinite(v)]
                 raise TrainingDiverged(
                     f"loss {', '.join(bad)} became NaN/inf at kimg {trainer.nimg / 1000:.3f}; stopped. "
-                    f"Last good snapshot: {last_snapshot or 'none yet'}. Lower --glr/--dlr, raise --gamma, "
-                    f"or continue from it with --resume {run_dir}.")
+                    f"Last good snapshot: {last_snapshot or 'none yet'}. Resuming would replay the same "
+                    f"steps; start a new run from it with --transfer and a lower --glr/--dlr or higher --gamma.")
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0) + v
                 counts[k] = counts.get(k, 0) + 1
@@ -398,6 +414,7 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, device: str
                                     f"D {entry.get('loss_D', 0):.3f}, p {entry['ada_p']:.3f}", refresh=False)
             if snapshot_now:
                 path = ckpt_dir / ckpt.snapshot_name(trainer.nimg)
+                dist.check_in_sync(trainer.G, trainer.D)
                 if dist.is_main:
                     # Grid first: a checkpoint's presence then implies its grid exists.
                     grid = snapshot_grid(trainer.G_ema, grid_seeds, cols=t.grid_size)

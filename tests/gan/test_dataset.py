@@ -1,0 +1,115 @@
+"""`gan dataset` / `gan avatars`, and the checks on training data."""
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gan.cli import main as gan_main
+from gan.dataset import load_image_folder, prepare_dataset
+
+
+def make_messy_source(folder):
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (60, 100, 3), dtype=np.uint8)).save(folder / "wide.jpg", quality=95)
+    tall = np.zeros((80, 40, 3), np.uint8)
+    tall[:, :, 1] = 200
+    Image.fromarray(tall).save(folder / "tall.png")
+    rgba = np.zeros((64, 64, 4), np.uint8)
+    rgba[..., 0] = 255
+    rgba[:32, :, 3] = 255  # top half opaque red, bottom half transparent -> white
+    (folder / "sub").mkdir()
+    Image.fromarray(rgba, "RGBA").save(folder / "sub" / "alpha.png")
+    Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(folder / "tiny.png")
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    shutil.copy(folder / "tall.png", folder / "tall_copy.png")
+
+
+def test_prepare_dataset_keeps_rejects_and_dedups(tmp_path):
+    src = tmp_path / "src"
+    make_messy_source(src)
+    out = tmp_path / "out"
+    summary = prepare_dataset(src, out, res=32)
+    assert summary["count"] == 3
+    assert [k["source"] for k in summary["kept"]] == ["sub/alpha.png", "tall.png", "wide.jpg"]
+    reasons = {r["source"]: r["reason"] for r in summary["rejected"]}
+    assert set(reasons) == {"tiny.png", "notes.txt", "broken.jpg"}
+    assert reasons["tiny.png"].startswith("too small (10x10")
+    assert reasons["notes.txt"].startswith("unreadable")
+    assert summary["duplicates"] == [{"source": "tall_copy.png", "duplicate_of": "tall.png"}]
+    # only training images (and dataset.json) land in the folder
+    assert sorted(p.name for p in out.iterdir()) == ["000000.png", "000001.png", "000002.png", "dataset.json"]
+    assert json.loads((out / "dataset.json").read_text()) == summary
+    alpha = np.asarray(Image.open(out / "000000.png"))
+    assert alpha.shape == (32, 32, 3)
+    assert tuple(alpha[2, 16]) == (255, 0, 0) and tuple(alpha[-2, 16]) == (255, 255, 255)
+    data = load_image_folder(out, 32)
+    assert data.images.shape == (3, 3, 32, 32)
+
+
+def test_pad_mode_keeps_everything_and_zip_sources(tmp_path):
+    src = tmp_path / "src"
+    make_messy_source(src)
+    archive = tmp_path / "src.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in sorted(src.rglob("*")):
+            if p.is_file():
+                zf.write(p, p.relative_to(src).as_posix())
+    summary = prepare_dataset(archive, tmp_path / "padded", res=16, mode="pad")
+    assert summary["count"] == 3 and len(summary["duplicates"]) == 1
+    tall = np.asarray(Image.open(tmp_path / "padded" / "000001.png")).astype(int)
+    assert tall[8, 0].sum() < 30 and tall[8, -1].sum() < 30  # black bars left and right
+    assert abs(tall[8, 8, 1] - 200) < 10                       # the green image in the middle
+
+
+def test_bad_dataset_inputs_have_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="not a power of two"):
+        prepare_dataset(tmp_path, tmp_path / "o", res=48)
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for i, size in enumerate([16, 16, 32]):
+        Image.new("RGB", (size, size)).save(mixed / f"{i}.png")
+    with pytest.raises(ValueError, match=r"mixes image sizes \(16x16: 2 .*32x32: 1.*gan dataset"):
+        load_image_folder(mixed)
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    Image.new("RGB", (24, 24)).save(odd / "a.png")
+    with pytest.raises(ValueError, match="square power-of-two"):
+        load_image_folder(odd)
+    with pytest.raises(ValueError, match="--res is 32"):
+        load_image_folder(_one(tmp_path), 32)
+    with pytest.raises(FileExistsError, match="not empty"):
+        prepare_dataset(tmp_path, mixed, res=16)
+
+
+def _one(tmp_path):
+    folder = tmp_path / "one16"
+    folder.mkdir()
+    Image.new("RGB", (16, 16)).save(folder / "a.png")
+    return folder
+
+
+def test_cli_reports_bad_resolution(tmp_path, capsys):
+    assert gan_main(["dataset", str(tmp_path), str(tmp_path / "o"), "--res", "100"]) == 2
+    assert "not a power of two" in capsys.readouterr().err
+    data = _one(tmp_path)
+    with pytest.raises(SystemExit, match="resolution 24 is not a power of two"):
+        gan_main(["train", "--data", str(data), "--out", str(tmp_path / "r"), "--res", "24",
+                  "--preset", "cpu-tiny"])
+    assert not (tmp_path / "r").exists()
+
+
+def test_avatars_are_deterministic(tmp_path):
+    assert gan_main(["avatars", str(tmp_path / "a"), "--n", "4", "--res", "32", "--seed", "3"]) == 0
+    assert gan_main(["avatars", str(tmp_path / "b"), "--n", "4", "--res", "32", "--seed", "3"]) == 0
+    assert gan_main(["avatars", str(tmp_path / "c"), "--n", "4", "--res", "32", "--seed", "4"]) == 0
+    a, b, c = (load_image_folder(tmp_path / x, 32).images for x in "abc")
+    assert a.shape == (4, 3, 32, 32)
+    assert (a == b).all() and not (a == c).all()
+    assert json.loads((tmp_path / "a" / "dataset.json").read_text())["count"] == 4
