@@ -209,12 +209,19 @@ def check_images(images, what: str = "images") -> np.ndarray:
 
 def to_lpips_input(images: np.ndarray | torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> float32 (N, 3, H, W) in [-1, 1] on `device`."""
-    t = torch.as_tensor(np.asarray(images)).to(_device(device) if device is not None else "cpu")
+    if isinstance(images, torch.Tensor):
+        t = images
+    else:  # torch refuses negative strides (reversed or flipped views)
+        t = torch.from_numpy(np.ascontiguousarray(images))
+    t = t.to(_device(device) if device is not None else "cpu")
     return t.permute(0, 3, 1, 2).float().div(127.5).sub(1.0).contiguous()
 
 
-def default_batch_size(device: torch.device) -> int:
-    return 256 if device.type == "cuda" else 32
+def default_batch_size(device: torch.device, height: int, width: int) -> int:
+    """Pairs per forward pass: about 4 Mpx per side on a CPU (AlexNet activations stay in the
+    hundreds of MB; few large calls beat many small ones), 16 Mpx on a GPU."""
+    budget = (1 << 24) if device.type == "cuda" else (1 << 22)
+    return int(np.clip(budget // (height * width), 1, 1024 if device.type == "cuda" else 256))
 
 
 @torch.inference_mode()
@@ -227,7 +234,7 @@ def lpips_distance(images_a, images_b, device: torch.device | str | None = None,
     if a.shape != b.shape:
         raise ValueError(f"images_a {a.shape} and images_b {b.shape} must have the same shape (pairs)")
     device = _device(device)
-    batch_size = batch_size or default_batch_size(device)
+    batch_size = batch_size or default_batch_size(device, a.shape[1], a.shape[2])
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     model = load_lpips(device)

