@@ -210,16 +210,22 @@ class StudyStore:
 
     # -- plumbing ---------------------------------------------------------------------------------
     def create_schema(self) -> None:
-        metadata.create_all(self.engine)
-        with self._write() as conn:
-            existing = conn.execute(sa.select(study_state.c.key)).scalars().all()
-            for key, value in (("schema_version", str(SCHEMA_VERSION)), ("open", "1")):
-                if key not in existing:
-                    try:
-                        with conn.begin_nested():
+        """Create the tables and state rows if missing. Safe when several app servers start at once:
+        on SQLite the write lock is taken first (BEGIN IMMEDIATE), on PostgreSQL the loser of a
+        creation race retries and finds everything in place."""
+        for attempt in range(3):
+            try:
+                with self._write() as conn:
+                    metadata.create_all(conn)
+                    existing = set(conn.execute(sa.select(study_state.c.key)).scalars())
+                    for key, value in (("schema_version", str(SCHEMA_VERSION)), ("open", "1")):
+                        if key not in existing:
                             conn.execute(study_state.insert().values(key=key, value=value))
-                    except IntegrityError:  # another process created it at the same moment
-                        pass
+                return
+            except (sa.exc.ProgrammingError, sa.exc.IntegrityError, sa.exc.OperationalError):
+                if attempt == 2:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
     def _write(self):
         """A connection in a write transaction (SQLite: BEGIN IMMEDIATE). SQLite has one writer at a

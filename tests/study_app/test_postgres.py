@@ -63,3 +63,11 @@ def test_the_app_runs_on_postgresql(make_study, postgres_db, monkeypatch):
     assert study.store.get_participant(session.token).finished
     assert len(study.store.trial_rows()) == len(study.store.get_participant(session.token).plan)
     assert not (study_dir / "responses.sqlite").exists()
+
+
+def test_schema_creation_race_on_postgresql(postgres_db):
+    stores = []
+    assert run_concurrently(lambda: stores.append(StudyStore(postgres_db)), [()] * 4) == []
+    assert all(s.is_open() for s in stores)
+    for store in stores:
+        store.dispose()

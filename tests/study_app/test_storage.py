@@ -164,3 +164,13 @@ def test_a_killed_writer_loses_no_acknowledged_answer(make_study):
     stored = StudyStore(study.db_url).get_participant(state.token).answered
     assert stored >= 25 and stored < len(state.plan)
     assert [r["trial_index"] for r in StudyStore(study.db_url).trial_rows()] == list(range(stored))
+
+
+def test_app_servers_starting_at_once_create_the_schema_once(tmp_path):
+    url = f"sqlite:///{tmp_path / 'fresh.sqlite'}"
+    script = f"from study_app.storage import StudyStore; StudyStore({url!r}).dispose()"
+    procs = [subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    errors = [p.communicate()[1] for p in procs if p.wait() != 0]
+    assert errors == []
+    store = StudyStore(url)
+    assert store.is_open() and store.counts()["started"] == 0
