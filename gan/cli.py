@@ -20,7 +20,7 @@ TRAIN_OVERRIDES = [
     ("--ema-kimg", "train.ema_kimg", float, "G_ema half-life in kimg"),
     ("--style-mixing", "train.style_mixing", float, "style-mixing probability"),
     ("--seed", "train.seed", int, "random seed"),
-    ("--mapping", "G.mapping", str, "standard | per-res (seed 002 variant 4)"),
+    ("--mapping", "G.mapping", str, "standard | per-res (seed 002's variant 4: a style per resolution)"),
     ("--map-depth", "G.mapping_layers", int, "mapping network depth"),
     ("--z-dim", "G.z_dim", int, "latent size"),
     ("--w-dim", "G.w_dim", int, "intermediate latent size"),
@@ -131,7 +131,8 @@ def build_train_config(args):
     res = overrides.get("resolution")
     if res is None:  # take the resolution from the data
         res = load_image_folder(args.data).resolution
-    cfg = preset(args.preset, res, overrides.get("disc", "resnet"))
+    name = args.preset or ("gpu" if _wants_cuda(args.device) else "cpu-tiny")
+    cfg = preset(name, res, overrides.get("disc", "resnet"))
     if args.transfer is not None:  # SG2ADA: faster ADA and no EMA ramp-up when starting from weights
         cfg.augment.ada_kimg, cfg.train.ema_rampup = 100.0, None
     for key, value in overrides.items():
@@ -142,13 +143,20 @@ def build_train_config(args):
         raise SystemExit(f"gan train: {exc}") from None
 
 
+def _wants_cuda(device: str) -> bool:
+    import torch
+
+    return device == "cuda" or (device == "auto" and torch.cuda.is_available())
+
+
 def cmd_train(args) -> int:
     from .train import TrainingDiverged, train
 
     cfg = build_train_config(args)
     out = Path(args.resume or args.out)
     try:
-        train(cfg, out, resume=bool(args.resume), device=args.device, progress=not args.no_progress)
+        train(cfg, out, resume=bool(args.resume), device=args.device, progress=not args.no_progress,
+              threads=args.threads)
     except TrainingDiverged as exc:
         print(f"gan train: {exc}", file=sys.stderr)
         return 1
@@ -263,12 +271,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="training image folder (from `gan dataset` or `gan avatars`)")
     p.add_argument("--out", help="new run dir")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its latest snapshot")
-    p.add_argument("--preset", choices=PRESETS, default="gpu")
+    p.add_argument("--preset", choices=PRESETS, default=None,
+                   help="starting configuration (default: gpu with CUDA, else cpu-tiny)")
     p.add_argument("--disc", choices=["resnet", "vit"])
     p.add_argument("--aug", choices=["ada", "fixed", "none"], help="ada (default): adaptive p")
     p.add_argument("--fp32", action="store_true", help="no mixed precision on CUDA (CPU is always fp32)")
     p.add_argument("--transfer", metavar="CKPT", help="initialise from another run's checkpoint")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: half the cores)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="any config field, e.g. --set train.pl_decay=0.02 (repeatable)")

@@ -178,7 +178,7 @@ def preset(name: str, resolution: int | None = None, disc: str = "resnet") -> Ru
             G=GeneratorConfig(z_dim=64, w_dim=64, mapping_layers=2, channel_base=1024, channel_max=64),
             resnet=ResNetDConfig(channel_base=1024, channel_max=64, mbstd_group=4),
             vit=ViTDConfig(dim=64, depth=2, heads=4, mlp_ratio=2.0),
-            train=TrainConfig(batch=8, total_kimg=8.0, snapshot_kimg=2.0, log_kimg=0.2,
+            train=TrainConfig(batch=8, total_kimg=6.0, snapshot_kimg=1.5, log_kimg=0.2,
                               g_lr=0.002, d_lr=0.002, r1_gamma=0.05, pl_weight=0.0,
                               ema_kimg=0.5, ema_rampup=0.05, style_mixing=0.5, grid_size=6),
             augment=AugmentConfig(ada_kimg=20.0),

@@ -305,18 +305,27 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB -> MiB (process peak RSS)
 
 
+def default_cpu_threads() -> int:
+    """Half the cores: on a small shared machine two intra-op threads per process made tiny-network
+    steps 4-10x *slower* under load (OpenMP oversubscription), and two CPU runs can go side by side."""
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
 def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, device: str = "auto",
-          progress: bool = True, on_step=None) -> Path | None:
+          progress: bool = True, on_step=None, threads: int | None = None) -> Path | None:
     """Train until cfg.train.total_kimg; returns the last snapshot path.
 
     resume: continue `run_dir` from its latest complete snapshot (config must match except
     train.total_kimg). on_step(trainer): test hook called after every minibatch.
+    threads: CPU intra-op threads (default: half the cores); ignored on CUDA.
     """
     from tqdm import tqdm
 
     cfg.validate()
     run_dir = Path(run_dir)
     dist = Distributed(device)
+    if dist.device.type == "cpu":
+        torch.set_num_threads(threads or default_cpu_threads())
     log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if dist.is_main else (lambda msg: None)
     t = cfg.train
     if t.batch % dist.world:

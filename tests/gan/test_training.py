@@ -147,3 +147,16 @@ def test_torchrun_data_parallel_on_cpu(tmp_path, toy_data):
     assert state["world_size"] == 2 and state["nimg"] == 32 and state["step"] == 4
     lines = (run_dir / "log.jsonl").read_text().splitlines()
     assert len(lines) == 4  # only rank 0 writes
+
+
+def test_per_resolution_mapping_trains_saves_and_truncates(tmp_path, toy_data):
+    cfg = tiny_config(toy_data, total_kimg=0.016, snapshot_kimg=0.016)
+    cfg.G.mapping = "per-res"
+    train(cfg, tmp_path / "run", progress=False, device="cpu")
+    gen = load_generator(tmp_path / "run")
+    assert gen.config["G"]["mapping"] == "per-res" and gen.w_avg.shape == (3, 32)  # one per resolution: 4, 8, 16 px
+    assert gen.w_avg.abs().sum() > 0
+    psi0 = np.concatenate(list(gen.images(seeds=[0, 1, 2], psi=0)))
+    assert (psi0 == psi0[0]).all()
+    ws = gen.mapping(gen.z_for_seeds([0]), psi=0)
+    torch.testing.assert_close(ws[0], gen.G.mapping.w_avg_per_ws())
