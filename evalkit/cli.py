@@ -26,6 +26,21 @@ def _extraction_kwargs(args) -> dict:
             "progress": not args.quiet}
 
 
+def _add_generation_options(p: argparse.ArgumentParser, num_gen: int = 10_000) -> None:
+    g = p.add_argument_group("sampling a checkpoint or run dir")
+    g.add_argument("--num-gen", type=int, default=num_gen, help=f"images to generate (default {num_gen})")
+    g.add_argument("--psi", type=float, default=1.0, help="truncation psi (default 1: none)")
+    g.add_argument("--seed", type=int, default=0, help="first seed; seeds are seed..seed+num_gen-1")
+    g.add_argument("--noise-mode", default="const", choices=["const", "random", "none"])
+    g.add_argument("--truncation-cutoff", type=int, default=None, help="truncate only the first N ws")
+
+
+def _generation(args):
+    from .evaluate import GenerationOptions
+
+    return GenerationOptions(args.num_gen, args.psi, args.seed, args.noise_mode, args.truncation_cutoff)
+
+
 def _print_warnings(notes) -> None:
     for note in notes:
         print(f"warning: {note}", file=sys.stderr)
@@ -34,7 +49,9 @@ def _print_warnings(notes) -> None:
 def cmd_fid(args) -> int:
     from .api import fid
 
-    result = fid(args.a, args.b, **_extraction_kwargs(args))
+    if args.b is None:
+        return _fid_run(args)
+    result = fid(args.a, args.b, gen=_generation(args), **_extraction_kwargs(args))
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -42,6 +59,70 @@ def cmd_fid(args) -> int:
         n1, n2 = result["num_images"]
         print(f"FID {result['fid']:.6f}  ({n1} vs {n2} images, {result['feature_extractor']['id']}, "
               f"resize={result['resize']})")
+    return 0
+
+
+def _fid_run(args) -> int:
+    from pathlib import Path
+
+    from .generated import is_run_dir
+    from .runs import fid_over_run
+
+    if not is_run_dir(Path(args.a)):
+        raise EvalkitError(f"{args.a} is not a run dir (no config.json and checkpoints/). Give two sources to "
+                           "compare (`evalkit fid A B`), or a run dir written by `gan train`.")
+    result = fid_over_run(args.a, args.out, args.data, _generation(args), log=lambda m: print(m, file=sys.stderr),
+                          **_extraction_kwargs(args))
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{'snapshot':<36} {'kimg':>10} {'FID':>10}")
+    for row in result["snapshots"]:
+        mark = "  <- best" if row["snapshot"] == result["best"]["snapshot"] else ""
+        print(f"{row['snapshot']:<36} {row['kimg']:>10g} {row['fid']:>10.3f}{mark}")
+    print(f"{result['computed']} computed, {result['reused']} reused; results in {result['out_dir']}/ "
+          "(fid.csv, fid.json, fid_vs_kimg.png)")
+    return 0
+
+
+def cmd_metrics(args) -> int:
+    from .evaluate import evaluate, format_metrics
+
+    metrics = tuple(args.metrics.split(","))
+    result = evaluate(args.real, args.fake, _generation(args), metrics, bootstrap=args.bootstrap,
+                      kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size, k_pr=args.k_pr,
+                      k_dc=args.k_dc, **_extraction_kwargs(args))
+    if args.out:
+        from .atomic import write_text_atomic
+
+        write_text_atomic(args.out, json.dumps(result, indent=2))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        _print_warnings(result["warnings"])
+        print(format_metrics(result))
+    return 0
+
+
+def cmd_nn(args) -> int:
+    from pathlib import Path
+
+    from .nn import copy_report
+
+    out = args.out or str(Path("results") / Path(args.generated).resolve().stem / "nn")
+    result = copy_report(args.generated, args.train, args.heldout, _generation(args), out,
+                         candidates=args.candidates, keep=3, train_queries=args.train_queries, seed=args.seed,
+                         log=lambda m: print(m, file=sys.stderr), **_extraction_kwargs(args))
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"copy score {result['copy_score']:.4f} ({result['n_flagged']} of {result['num_samples']} samples at "
+          f"LPIPS <= {result['threshold']:.4f})")
+    print(f"threshold: {result['threshold_rule']}")
+    if "c_t" in result:
+        print(f"C_T = {result['c_t']['value']:.3f}: {result['c_t']['interpretation']}")
+    print(f"grid: {result['grid']}   table: {result['table']}")
+    print(result["verdict"])
     return 0
 
 
@@ -108,12 +189,54 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evalkit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("fid", help="FID between two sources (image folder, zip, or .npz statistics)")
-    p.add_argument("a")
-    p.add_argument("b")
+    p = sub.add_parser("fid", help="FID between two sources, or of every snapshot of a run dir",
+                       description="evalkit fid A B: FID between two sources (image folder, zip, .npz statistics, "
+                       "checkpoint, or run dir = its latest snapshot). evalkit fid RUN_DIR: FID of every snapshot "
+                       "against the run's training data, with a curve, written under results/.")
+    p.add_argument("a", help="a source, or a run dir")
+    p.add_argument("b", nargs="?", help="the second source (omit to evaluate every snapshot of run dir A)")
     p.add_argument("--json", action="store_true", help="print a machine-readable result")
+    p.add_argument("--data", help="run dir mode: the training data, if it moved since training")
+    p.add_argument("--out", help="run dir mode: output folder (default results/RUN_NAME/fid)")
+    _add_generation_options(p, num_gen=50_000)
     _add_extraction_options(p)
     p.set_defaults(func=cmd_fid)
+
+    p = sub.add_parser("metrics", help="FID, KID, precision/recall, density/coverage from one feature pass",
+                       description="Every metric between REAL (the reference) and FAKE (the generated set). Each "
+                       "may be an image folder, a zip, an .npz written by `evalkit stats --features`, a checkpoint "
+                       "or a run dir (its latest snapshot, sampled without writing files).")
+    p.add_argument("real")
+    p.add_argument("fake")
+    p.add_argument("--metrics", default="fid,kid,pr,dc", help="comma-separated subset of fid,kid,pr,dc")
+    p.add_argument("--bootstrap", type=int, default=0, metavar="N", help="FID confidence interval from N bootstrap "
+                   "resamples of both sets (95%%)")
+    p.add_argument("--kid-subsets", type=int, default=100)
+    p.add_argument("--kid-subset-size", type=int, default=1000)
+    p.add_argument("--k-pr", type=int, default=3, help="k for precision/recall (Kynkäänniemi et al.: 3)")
+    p.add_argument("--k-dc", type=int, default=5, help="k for density/coverage (Naeem et al.: 5)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--out", help="also write the JSON result to this file")
+    _add_generation_options(p)
+    _add_extraction_options(p)
+    p.set_defaults(func=cmd_metrics)
+
+    p = sub.add_parser("nn", help="overfitting check: nearest training images, copy score, C_T test",
+                       description="For generated samples (a checkpoint, run dir or image folder), find their "
+                       "nearest training images (Inception, re-ranked by LPIPS-AlexNet), flag samples far closer "
+                       "to a training image than training images are to each other, and with --heldout run the "
+                       "C_T data-copying test. Writes nn_grid.png, nn.csv and nn.json.")
+    p.add_argument("generated", help="checkpoint, run dir (latest snapshot) or folder of generated images")
+    p.add_argument("--train", required=True, help="the training images (folder or zip)")
+    p.add_argument("--heldout", help="real images not used in training, for the C_T test")
+    p.add_argument("--candidates", type=int, default=10, help="Inception candidates re-ranked by LPIPS")
+    p.add_argument("--train-queries", type=int, default=1000,
+                   help="training images used for the train-to-train reference distances")
+    p.add_argument("--out", help="output folder (default results/NAME/nn)")
+    p.add_argument("--json", action="store_true")
+    _add_generation_options(p, num_gen=1000)
+    _add_extraction_options(p)
+    p.set_defaults(func=cmd_nn)
 
     p = sub.add_parser("stats", help="save a source's feature statistics as .npz")
     p.add_argument("source")

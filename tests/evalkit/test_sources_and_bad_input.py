@@ -61,9 +61,9 @@ def test_truncated_and_corrupt_files_are_named_and_skippable(tmp_path):
     assert "2 file(s)" in message and "truncated.png" in message and "garbage.jpg" in message
     assert "--skip-bad" in message
     stats = api.source_stats(d, skip_bad=True, **CPU)
-    assert stats.num_images == 6
+    assert stats.num == 6
     assert sorted(stats.summary()["skipped_unreadable"]) == ["garbage.jpg", "truncated.png"]
-    assert any("left out 2 unreadable" in w for w in stats.warnings)
+    assert any("left out 2 unreadable" in w for w in stats.notes)
 
 
 def test_grayscale_rgba_palette_are_converted_like_clean_fid(tmp_path):
@@ -81,11 +81,11 @@ def test_grayscale_rgba_palette_are_converted_like_clean_fid(tmp_path):
     for name, img in images.items():
         img.save(mixed / name)
         img.convert("RGB").save(converted / name)
-    a = api.source_stats(mixed, keep_features=True, **CPU)
-    b = api.source_stats(converted, keep_features=True, **CPU)
+    a = api.source_stats(mixed, **CPU)
+    b = api.source_stats(converted, **CPU)
     assert np.allclose(a.features, b.features, rtol=0, atol=1e-5)
     assert a.meta["modes"] == {"L": 1, "RGBA": 1, "P": 1, "RGB": 1}
-    note = next(w for w in a.warnings if "converted to RGB" in w)
+    note = next(w for w in a.notes if "converted to RGB" in w)
     assert "RGBA (alpha dropped" in note and "L (grayscale" in note
 
 
@@ -93,8 +93,8 @@ def test_mixed_sizes_are_resized_and_reported(tmp_path):
     d = _write_images(tmp_path / "mixed", 3, size=(32, 32))
     _write_images(d / "big", 2, size=(64, 48), seed=1)
     stats = api.source_stats(d, **CPU)
-    assert stats.num_images == 5
-    note = next(w for w in stats.warnings if "sizes" in w)
+    assert stats.num == 5
+    note = next(w for w in stats.notes if "sizes" in w)
     assert "2 sizes" in note and "32x32: 3" in note and "64x48: 2" in note
 
 
@@ -106,10 +106,10 @@ def test_zip_matches_folder_and_reports_non_image_members(tmp_path):
             zf.write(p, f"images/{p.name}")
         zf.writestr("README.txt", "not an image")
         zf.writestr("meta/labels.json", "{}")
-    from_zip = api.source_stats(z, keep_features=True, **CPU)
-    from_dir = api.source_stats(d, keep_features=True, **CPU)
+    from_zip = api.source_stats(z, **CPU)
+    from_dir = api.source_stats(d, **CPU)
     assert np.array_equal(from_zip.features, from_dir.features)
-    note = next(w for w in from_zip.warnings if "non-image" in w)
+    note = next(w for w in from_zip.notes if "non-image" in w)
     assert "README.txt" in note and "labels.json" in note
 
 

@@ -1,0 +1,124 @@
+"""`evalkit nn`: is the generator copying its training set?
+
+For each generated sample: its nearest training images by Inception features, re-ranked with
+LPIPS-AlexNet; a copy score against the training set's own leave-one-out nearest-neighbour
+distances (the rule and threshold are stated in the output); optionally the C_T test of Meehan et
+al. against a held-out real set; an image grid (sample, then its 3 nearest with distances) and a
+table. The verdict line is "no sign of copying" or "N of M samples look copied — see grid".
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import write_text_atomic
+from .errors import SourceError
+from .evaluate import GenerationOptions, feature_set, resolve_source
+from .generated import GeneratorSource
+from .sources import ImageSource
+
+GRID_ROWS = 16
+
+
+def _images_of(source, device, size: int | None = None) -> np.ndarray:
+    """All images of a source as uint8 (N, S, S, 3), resized to `size` if given (LPIPS compares equal sizes)."""
+    from PIL import Image
+
+    if isinstance(source, GeneratorSource):
+        images = np.concatenate(list(source.batches(device)))
+    elif isinstance(source, ImageSource):
+        images = []
+        for i in range(len(source)):
+            try:
+                images.append(source.load(i)[0])
+            except Exception:  # unreadable files were reported (and skipped) by the feature pass
+                continue
+        shapes = {im.shape for im in images}
+        if len(shapes) > 1 and size is None:
+            size = max(max(s[:2]) for s in shapes)
+        if size is not None:
+            images = [im if im.shape[:2] == (size, size) else
+                      np.asarray(Image.fromarray(im).resize((size, size), Image.BICUBIC)) for im in images]
+        images = np.stack(images)
+    else:
+        raise SourceError(f"{source.describe()} holds no images; the copy check needs the images themselves.")
+    if size is not None and images.shape[1:3] != (size, size):
+        images = np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.BICUBIC)) for im in images])
+    return images
+
+
+def copy_report(generated, train, heldout=None, gen: GenerationOptions | None = None, out_dir: str | Path = "nn",
+                *, device=None, candidates: int = 10, keep: int = 3, train_queries: int = 1000, seed: int = 0,
+                rows: int = GRID_ROWS, progress: bool = True, log=print, **extraction) -> dict:
+    """Run the copy check and C_T; write nn_grid.png, nn.csv and nn.json into `out_dir`."""
+    import torch
+
+    from .lpips import pair_distance_fn
+    from .metrics.copying import copy_check, data_copying_ct
+    from .nn_grid import render_nn_grid
+
+    device = torch.device(device) if device else None
+    extraction = {**extraction, "skip_bad": True}  # unreadable files cannot be neighbours; they are listed
+    gen = gen or GenerationOptions(num_gen=1000)
+    out = Path(out_dir)
+    gen_source = resolve_source(generated, gen)
+    train_source = resolve_source(train)
+    if not isinstance(train_source, ImageSource):
+        raise SourceError(f"--train must be an image folder or zip (the grid shows training images); got {train}.")
+    g = feature_set(gen_source, "generated", device=device, progress=progress, **extraction)
+    t = feature_set(train_source, "training", device=device, progress=progress, **extraction)
+
+    gen_images = _images_of(gen_source, device)
+    train_images = _images_of(train_source, device, size=gen_images.shape[1])
+    log(f"comparing {len(gen_images)} generated samples with {len(train_images)} training images "
+        f"({candidates} Inception candidates each, re-ranked by LPIPS)")
+    check = copy_check(g.features, t.features,
+                       gen_pairs=pair_distance_fn(gen_images, train_images, device),
+                       train_pairs=pair_distance_fn(train_images, train_images, device),
+                       candidates=candidates, keep=keep, train_queries=train_queries, seed=seed, device=device)
+    result = {"generated": g.summary(), "train": t.summary(), "verdict": check.verdict, "copy_score": check.score,
+              "n_flagged": check.n_flagged, "num_samples": len(g.features), "threshold": check.tau,
+              "threshold_rule": check.rule, "distance": check.metric, "params": check.params}
+    if heldout is not None:
+        h = feature_set(resolve_source(heldout), "held-out", device=device, progress=progress,
+                        **extraction)
+        ct = data_copying_ct(t.features, h.features, g.features, seed=seed, device=device)
+        result["c_t"] = {"value": ct.c_t, "interpretation": ct.interpretation, "n_cells": ct.n_cells,
+                         "pca_dims": ct.pca_dims, "tau_n": ct.tau_n, "num_heldout": h.num}
+
+    nn = check.neighbours
+    order = np.lexsort((nn.distances[:, 0], ~check.flags))  # flagged first, then the closest
+    shown = order[:rows]
+    gen_names = [_short(n) for n in g.names]
+    kept_train = t.names
+    out.mkdir(parents=True, exist_ok=True)
+    grid = render_nn_grid(
+        gen_images[shown], [[train_images[j] for j in nn.indices[i]] for i in shown], nn.distances[shown],
+        check.flags[shown], out / "nn_grid.png", feature_distances=nn.feature_distances[shown],
+        titles=[gen_names[i] for i in shown],
+        neighbour_titles=[[_short(kept_train[j]) for j in nn.indices[i]] for i in shown],
+        caption=check.verdict)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    header = ["sample", "flagged"]
+    for r in range(nn.indices.shape[1]):
+        header += [f"nn{r + 1}", f"nn{r + 1}_lpips", f"nn{r + 1}_inception_l2"]
+    writer.writerow(header)
+    for i in np.argsort(nn.distances[:, 0]):
+        row = [gen_names[i], int(check.flags[i])]
+        for r in range(nn.indices.shape[1]):
+            row += [kept_train[nn.indices[i, r]], f"{nn.distances[i, r]:.5f}", f"{nn.feature_distances[i, r]:.4f}"]
+        writer.writerow(row)
+    write_text_atomic(out / "nn.csv", buf.getvalue())
+    result.update({"grid": str(grid), "table": str(out / "nn.csv"), "out_dir": str(out)})
+    write_text_atomic(out / "nn.json", json.dumps(result, indent=2))
+    return result
+
+
+def _short(name: str, width: int = 18) -> str:
+    name = Path(name).name
+    return name if len(name) <= width else "…" + name[-(width - 1):]

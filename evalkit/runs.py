@@ -1,0 +1,81 @@
+"""`evalkit fid RUN_DIR`: FID of every snapshot of a training run against its own training data,
+in order of training progress, with the curve and the best snapshot.
+
+Results live in `OUT/fid.json` (plus `fid.csv` and `fid_vs_kimg.png`). A re-run reuses every row
+whose snapshot, sampling parameters and reference data are unchanged, so only new snapshots cost
+anything.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from .atomic import write_text_atomic
+from .evaluate import FeatureSet, GenerationOptions, feature_set, resolve_source
+from .generated import GeneratorSource, run_snapshots, run_training_data
+from .metrics.fid import frechet_distance
+from .plots import fid_vs_kimg
+
+
+def default_out_dir(run_dir: Path) -> Path:
+    return Path("results") / Path(run_dir).resolve().name / "fid"
+
+
+def _load_previous(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def fid_over_run(run_dir: str | Path, out_dir: str | Path | None = None, data: str | Path | None = None,
+                 gen: GenerationOptions | None = None, real: FeatureSet | None = None, progress: bool = True,
+                 log=print, **extraction) -> dict:
+    """Evaluate every complete snapshot of `run_dir`; returns the fid.json content."""
+    run_dir = Path(run_dir)
+    gen = gen or GenerationOptions()
+    snapshots = run_snapshots(run_dir)
+    data_path = run_training_data(run_dir, data)
+    out = Path(out_dir) if out_dir else default_out_dir(run_dir)
+    data_source = resolve_source(data_path)
+    real = real or feature_set(data_source, "training data", progress=progress, **extraction)
+    params = {"num_gen": gen.num_gen, "psi": gen.psi, "seed": gen.seed, "noise_mode": gen.noise_mode,
+              "truncation_cutoff": gen.truncation_cutoff}
+    reference = {"path": str(data_path), "num_images": real.num,
+                 "fingerprint": data_source.fingerprint() if hasattr(data_source, "fingerprint") else None}
+    previous = _load_previous(out / "fid.json")
+    reusable = {}
+    if previous.get("params") == params and previous.get("reference") == reference:
+        reusable = {row["fingerprint"]: row for row in previous.get("snapshots", [])}
+
+    rows, computed = [], 0
+    for snap in snapshots:
+        source = GeneratorSource(snap.path, gen.num_gen, gen.psi, gen.seed, gen.noise_mode, gen.truncation_cutoff)
+        fingerprint = source.fingerprint()
+        if fingerprint in reusable:
+            rows.append(reusable[fingerprint])
+            continue
+        fake = feature_set(source, f"{snap.path.name}", progress=progress, **extraction)
+        value = frechet_distance(real.mu, real.sigma, fake.mu, fake.sigma)
+        rows.append({"snapshot": snap.path.name, "path": str(snap.path), "kimg": snap.kimg, "fid": value,
+                     "num_gen": fake.num, "fingerprint": fingerprint})
+        computed += 1
+        log(f"{snap.path.name}: kimg {snap.kimg:g}  FID {value:.3f}")
+    best = min(rows, key=lambda r: r["fid"])
+    result = {"run": str(run_dir.resolve()), "reference": reference, "params": params, "snapshots": rows,
+              "best": {k: best[k] for k in ("snapshot", "path", "kimg", "fid")}, "computed": computed,
+              "reused": len(rows) - computed}
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "fid.json", json.dumps(result, indent=2))
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["snapshot", "kimg", "fid", "num_gen", "best"])
+    for r in rows:
+        writer.writerow([r["snapshot"], r["kimg"], f"{r['fid']:.6f}", r["num_gen"], int(r is best)])
+    write_text_atomic(out / "fid.csv", buf.getvalue())
+    fid_vs_kimg({run_dir.resolve().name: [(r["kimg"], r["fid"]) for r in rows]}, out / "fid_vs_kimg.png",
+                title=f"FID vs training data ({real.num} real, {gen.num_gen} generated)")
+    result["out_dir"] = str(out)
+    return result
