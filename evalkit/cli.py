@@ -126,6 +126,47 @@ def cmd_nn(args) -> int:
     return 0
 
 
+def _psis(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise EvalkitError(f"--psi takes comma-separated numbers such as 1.2,1,0.7,0.5,0,-0.5,-1; got {text!r}")
+
+
+def cmd_sweep(args) -> int:
+    from pathlib import Path
+
+    from .evaluate import GenerationOptions
+    from .sweep import truncation_sweep
+
+    out = args.out or str(Path("results") / Path(args.checkpoint).resolve().stem / "sweep")
+    gen = GenerationOptions(args.num_gen, 1.0, args.seed, args.noise_mode, args.truncation_cutoff)
+    result = truncation_sweep(args.checkpoint, args.data, _psis(args.psi), gen, out, strip_seeds=args.strip_seeds,
+                              log=lambda m: print(m, file=sys.stderr), **_extraction_kwargs(args))
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(Path(result["files"]["table_md"]).read_text())
+    if result["best_psi"] is not None:
+        print(f"best psi by FID: {result['best_psi']:g} (FID {result['best_fid']:.3f})")
+    print(f"written to {result['out_dir']}/: sweep.csv/.md/.tex/.json, fid_vs_psi.png, precision_recall.png, "
+          "truncation_strip.png")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import ReportOptions, build_report
+
+    opts = ReportOptions(num_gen=args.num_gen, sweep_num_gen=args.sweep_num_gen, nn_num_gen=args.nn_num_gen,
+                         psis=_psis(args.psi), bootstrap=args.bootstrap, seed=args.seed, heldout=args.heldout,
+                         study=args.study)
+    result = build_report(args.items, args.out, args.data, opts, title=args.title,
+                          log=lambda m: print(m, file=sys.stderr), **_extraction_kwargs(args))
+    print(result["summary"].replace("**", ""))
+    print(f"\nreport: {result['files']['html']} (also report.md, report.csv, report.tex, summary.md)")
+    return 0
+
+
 def cmd_stats(args) -> int:
     from .api import write_stats
 
@@ -237,6 +278,36 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generation_options(p, num_gen=1000)
     _add_extraction_options(p)
     p.set_defaults(func=cmd_nn)
+
+    p = sub.add_parser("sweep", help="every metric per truncation psi, with plots and a sample strip")
+    p.add_argument("checkpoint", help="checkpoint or run dir (latest snapshot)")
+    p.add_argument("--data", required=True, help="the real images (folder, zip, or .npz with --features)")
+    p.add_argument("--psi", default="1.2,1,0.7,0.5,0,-0.5,-1", help="comma-separated psi values")
+    p.add_argument("--num-gen", type=int, default=10_000, help="samples per psi")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--noise-mode", default="const", choices=["const", "random", "none"])
+    p.add_argument("--truncation-cutoff", type=int, default=None)
+    p.add_argument("--strip-seeds", type=int, default=6, help="rows in the sample strip")
+    p.add_argument("--out", help="output folder (default results/NAME/sweep)")
+    p.add_argument("--json", action="store_true")
+    _add_extraction_options(p)
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("report", help="compare runs and checkpoints: tables (md/csv/tex), HTML page, summary")
+    p.add_argument("items", nargs="+", help="run dirs (best snapshot by FID) and/or checkpoints")
+    p.add_argument("--out", required=True, help="output folder, e.g. results/NAME")
+    p.add_argument("--data", help="real images to compare against (default: each run's training data)")
+    p.add_argument("--heldout", help="held-out real images for the C_T copying test")
+    p.add_argument("--study", help="a study dir whose human-study statistics are added")
+    p.add_argument("--title", default=None)
+    p.add_argument("--psi", default="1.2,1,0.7,0.5,0,-0.5,-1")
+    p.add_argument("--num-gen", type=int, default=10_000, help="samples for FID per snapshot and full metrics")
+    p.add_argument("--sweep-num-gen", type=int, default=5_000, help="samples per psi in the sweep")
+    p.add_argument("--nn-num-gen", type=int, default=1_000, help="samples for the copy check")
+    p.add_argument("--bootstrap", type=int, default=50, help="bootstrap resamples for the FID interval")
+    p.add_argument("--seed", type=int, default=0)
+    _add_extraction_options(p)
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("stats", help="save a source's feature statistics as .npz")
     p.add_argument("source")
