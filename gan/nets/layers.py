@@ -100,7 +100,6 @@ class Conv2dLayer(nn.Module):
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel, kernel))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         self.weight_gain = 1 / math.sqrt(in_channels * kernel * kernel)
-        self.act_gain = LRELU_GAIN if act == "lrelu" else 1.0
 
     def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
         w = self.weight.to(x.dtype) * self.weight_gain
