@@ -38,6 +38,10 @@ class ImprovedSpectralNorm(nn.Module):
         self.register_buffer("v", v.clone())
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(weight.device.type, enabled=False):  # sigma in fp32 even under AMP
+            return self._normalise(weight.float())
+
+    def _normalise(self, weight: torch.Tensor) -> torch.Tensor:
         mat = weight.flatten(1)
         if self.training:
             with torch.no_grad():  # one power-iteration step; W changes slowly so u, v stay close
@@ -69,10 +73,13 @@ class L2Attention(nn.Module):
         b, n, _ = x.shape
         qk = self.to_qk(x).reshape(b, n, self.heads, self.d_head).transpose(1, 2)  # [B, H, N, d]
         v = self.to_v(x).reshape(b, n, self.heads, self.d_head).transpose(1, 2)
-        sq = qk.square().sum(-1)
-        dist2 = (sq.unsqueeze(-1) + sq.unsqueeze(-2) - 2 * qk @ qk.transpose(-1, -2)).clamp_min(0)
-        attn = torch.softmax(-dist2 * self.d_head ** -0.5, dim=-1)
-        out = (attn @ v).transpose(1, 2).reshape(b, n, -1)
+        with torch.autocast(x.device.type, enabled=False):
+            # fp32: |q|^2 + |k|^2 - 2 q.k cancels badly in bf16 for nearby tokens.
+            qk = qk.float()
+            sq = qk.square().sum(-1)
+            dist2 = (sq.unsqueeze(-1) + sq.unsqueeze(-2) - 2 * qk @ qk.transpose(-1, -2)).clamp_min(0)
+            attn = torch.softmax(-dist2 * self.d_head ** -0.5, dim=-1)
+        out = (attn.to(v.dtype) @ v).transpose(1, 2).reshape(b, n, -1)
         return self.to_out(out)
 
 
