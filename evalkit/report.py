@@ -158,8 +158,9 @@ def _html_page(title: str, summary: str, rows: list[dict], figures: list[tuple[s
                study: dict | None) -> str:
     import re
 
-    summary_html = "".join(f"<p>{re.sub(r'[*][*](.+?)[*][*]', r'<b>\1</b>', html.escape(p))}</p>"
-                           for p in summary.split("\n\n"))
+    bold = re.compile(r"[*][*](.+?)[*][*]")
+    paragraphs = summary.split("\n\n")
+    summary_html = "".join("<p>" + bold.sub(r"<b>\1</b>", html.escape(p)) + "</p>" for p in paragraphs)
     figs = "".join(f"<figure><img src='{_data_uri(p)}' alt='{html.escape(c)}'><figcaption>{html.escape(c)}"
                    "</figcaption></figure>" for c, p in figures)
     details = ""

@@ -54,8 +54,9 @@ def fid_over_run(run_dir: str | Path, out_dir: str | Path | None = None, data: s
     for snap in snapshots:
         source = GeneratorSource(snap.path, gen.num_gen, gen.psi, gen.seed, gen.noise_mode, gen.truncation_cutoff)
         fingerprint = source.fingerprint()
-        if fingerprint in reusable:
-            rows.append(reusable[fingerprint])
+        if fingerprint in reusable:  # same weights and sampling: the FID cannot have changed
+            rows.append({**reusable[fingerprint], "snapshot": snap.path.name, "path": str(snap.path),
+                         "kimg": snap.kimg})
             continue
         fake = feature_set(source, f"{snap.path.name}", progress=progress, **extraction)
         value = frechet_distance(real.mu, real.sigma, fake.mu, fake.sigma)

@@ -78,3 +78,44 @@ def env_without_weights(tmp_path, monkeypatch):
     monkeypatch.setattr(w, "package_file", lambda variant: None)
     w.clear_process_cache()
     return tmp_path / "empty-home"
+
+
+@pytest.fixture(scope="session")
+def avatars32(tmp_path_factory):
+    """48 training avatars at 32 px (the smallest size LPIPS-AlexNet accepts)."""
+    from gan.avatars import write_avatars
+
+    d = tmp_path_factory.mktemp("avatars32") / "train"
+    write_avatars(d, 48, seed=3, res=32)
+    return d
+
+
+def tiny_gan_config(data, disc: str = "resnet", total_kimg: float = 0.016, snapshot_kimg: float = 0.008):
+    """A 32 px generator small enough to train a few steps in seconds on a CPU."""
+    from gan.config import preset
+
+    cfg = preset("cpu-tiny", 32, disc)
+    cfg.data = str(data)
+    cfg.G.z_dim = cfg.G.w_dim = 32
+    cfg.G.channel_max = cfg.resnet.channel_max = 32
+    cfg.vit.dim, cfg.vit.heads = 32, 2
+    cfg.train.batch = 4
+    cfg.train.grid_size = 2
+    cfg.train.total_kimg = total_kimg
+    cfg.train.snapshot_kimg = snapshot_kimg
+    cfg.train.log_kimg = snapshot_kimg
+    return cfg.validate()
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory, avatars32):
+    """Two finished 32 px runs (ResNet-D and ViT-D), two snapshots each."""
+    from gan.train import train
+
+    root = tmp_path_factory.mktemp("runs")
+    runs = {}
+    for disc in ("resnet", "vit"):
+        run_dir = root / disc
+        train(tiny_gan_config(avatars32, disc), run_dir, progress=False, device="cpu", threads=1)
+        runs[disc] = run_dir
+    return runs
