@@ -1,0 +1,228 @@
+"""Bootstrap confidence interval for FID.
+
+Each draw resamples the real and the fake features independently, with replacement, at their own
+sizes, and recomputes FID exactly as `fid.frechet_distance(*feature_stats(real[i1]), *feature_stats(fake[i2]))`
+would (N−1-normalised covariances, float64). The interval is the percentile interval of the draws:
+[q((1−confidence)/2), q((1+confidence)/2)] with numpy's default (linear) quantiles. Draw b uses the index
+vectors from `bootstrap_indices(n_real, n_fake, num_bootstrap, seed)`: one `np.random.default_rng(seed)`,
+per draw first `integers(0, n_real, n_real)` then `integers(0, n_fake, n_fake)`.
+
+Why it is fast, and still exact
+-------------------------------
+The direct route (np.cov of the resample, then eigh + eigh + SVD in `frechet_distance`) costs ~3 s per
+FID at 2048-d on a small CPU, too slow for 100 draws. Per draw this module instead:
+
+* centres each set once on its full-sample mean (X̃ = X − m) and keeps only the distinct rows drawn, with
+  their multiplicities w. With δ = Σ w x̃ / n the resample's mean shift,
+  Σ* = (X̃ᵀ diag(w) X̃ − n δ δᵀ) / (n − 1) exactly, via one symmetric rank-update (syrk) on √w-scaled rows;
+* gets Tr √(Σ1* Σ2*) without any matrix square root: with Σ1* = L Lᵀ (Cholesky), Σ1*Σ2* is similar to
+  the symmetric M = Lᵀ Σ2* L, so Tr √(Σ1* Σ2*) = Σ √λ(M) from one symmetric eigenvalue solve (values only).
+  This route is used when both covariances are numerically positive definite, i.e. the Cholesky factor
+  exists and λ_min(M) >= 1e-8 λ_max(M) (then √λ is accurate to ~1e-12 relative); otherwise
+* for a set drawn with fewer distinct rows n' than dimensions, its covariance has the exact low-rank
+  factor F = (√w (x̃ − δ))ᵀ / √(n−1) (d x n'), and the non-zero eigenvalues of Σ1* Σ2* are those of
+  the n' x n' matrix Fᵀ Σ_other F (same positivity test); when that test fails, Tr √ is the nuclear
+  norm (sum of singular values) of A_otherᵀ F with A_other a factor of the other covariance;
+* anything else (degenerate features) falls back to `fid.trace_sqrt_product`, the robust path.
+
+The value of a draw equals `frechet_distance` on the same resample to ~1e-12 relative (tested at 1e-8).
+Cost per draw: the two weighted Grams (n'·d² each, n' ≈ 0.63 n distinct rows) plus O(d³) for the
+Cholesky, two products and the eigenvalues: about 4x faster than the direct route at 2048-d on a CPU.
+`device` (or torch-tensor input) runs the same algebra with torch in float64 on that device.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from ..errors import SampleSizeError
+from .fid import check_sample_size, trace_sqrt_product
+
+__all__ = ["BootstrapResult", "fid_bootstrap", "bootstrap_indices", "EIG_RATIO_MIN"]
+
+EIG_RATIO_MIN = 1e-8  # below this λ_min/λ_max the eigenvalue route hands over to the exact factor routes
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    fid: float            # FID of the full sets (same computation, all weights 1)
+    low: float            # percentile interval bounds
+    high: float
+    std: float            # standard deviation of the bootstrap FIDs (ddof=1)
+    samples: np.ndarray   # the num_bootstrap FIDs, in draw order
+    confidence: float = 0.95
+
+
+def bootstrap_indices(n_real: int, n_fake: int, num_bootstrap: int, seed: int = 0
+                      ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The (real, fake) resampling index vectors of each draw, in order."""
+    rng = np.random.default_rng(seed)
+    for _ in range(num_bootstrap):
+        yield rng.integers(0, n_real, n_real), rng.integers(0, n_fake, n_fake)
+
+
+def _is_tensor(x) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+class _Numpy:
+    def asarray(self, x):
+        return np.asarray(x, dtype=np.float64)
+
+    def index(self, i):
+        return i
+
+    def cholesky(self, a):
+        try:
+            return np.linalg.cholesky(a)
+        except np.linalg.LinAlgError:
+            return None
+
+    eigvalsh = staticmethod(np.linalg.eigvalsh)
+    numpy = staticmethod(np.asarray)
+
+    def svdvals(self, a):
+        return np.linalg.svd(a, compute_uv=False)
+
+    def outer(self, a, b):
+        return np.outer(a, b)
+
+
+class _Torch:
+    def __init__(self, device):
+        import torch
+
+        self.torch, self.device = torch, torch.device(device)
+
+    def asarray(self, x):
+        return self.torch.as_tensor(x, dtype=self.torch.float64, device=self.device)
+
+    def index(self, i):
+        return self.torch.as_tensor(i, device=self.device)
+
+    def cholesky(self, a):
+        factor, info = self.torch.linalg.cholesky_ex(a)
+        return factor if int(info) == 0 else None
+
+    def eigvalsh(self, a):
+        return self.torch.linalg.eigvalsh(a)
+
+    def svdvals(self, a):
+        return self.torch.linalg.svdvals(a)
+
+    def numpy(self, a):
+        return a.detach().cpu().numpy()
+
+    def outer(self, a, b):
+        return self.torch.outer(a, b)
+
+
+class _Centred:
+    """A feature set centred once on its full-sample mean; resampled statistics from multiplicities."""
+
+    def __init__(self, la, x):
+        self.la = la
+        self.n, self.d = x.shape
+        x = la.asarray(x)
+        self.mean = x.mean(0)
+        self.xc = x - self.mean
+
+    def draw(self, idx):
+        """(mean, covariance or None, low-rank factor or None, trace) of the resample x[idx]."""
+        counts = np.bincount(np.asarray(idx), minlength=self.n)
+        rows = np.flatnonzero(counts)
+        w = self.la.asarray(counts[rows].astype(np.float64))
+        xr = self.xc[self.la.index(rows)]
+        delta = (w @ xr) / self.n
+        if len(rows) < self.d:  # exact factor: columns √w (x̃ − δ) / √(n−1)
+            factor = ((xr - delta) * (w ** 0.5 / (self.n - 1) ** 0.5)[:, None]).T
+            return self.mean + delta, None, factor, float((factor * factor).sum())
+        b = xr * (w ** 0.5)[:, None]
+        cov = (b.T @ b - self.n * self.la.outer(delta, delta)) / (self.n - 1)
+        return self.mean + delta, cov, None, float(cov.diagonal().sum())
+
+
+def _sqrt_sum(lam):
+    """Σ √λ when the spectrum is safely positive (√ then accurate to ~1e-12 relative), else None."""
+    top = float(lam.max())
+    if top > 0 and float(lam.min()) >= EIG_RATIO_MIN * top:
+        return float((lam ** 0.5).sum())
+    return None
+
+
+def _trace_sqrt(la, s1, s2) -> float:
+    """Tr √(Σ1 Σ2) for the (mean, cov, factor, trace) statistics of two resamples."""
+    (_, c1, f1, _), (_, c2, f2, _) = s1, s2
+    if f1 is None and f2 is None:  # both d x d: Σ1 = L Lᵀ, Σ1 Σ2 ~ Lᵀ Σ2 L (symmetric)
+        low = la.cholesky(c1)
+        if low is not None:
+            value = _sqrt_sum(la.eigvalsh(low.T @ c2 @ low))
+            if value is not None:
+                return value
+        return trace_sqrt_product(la.numpy(c1), la.numpy(c2))
+    if f2 is None or (f1 is not None and f1.shape[1] < f2.shape[1]):
+        c1, f1, c2, f2 = c2, f2, c1, f1  # side 2 carries the narrower exact factor F2 (Σ2 = F2 F2ᵀ)
+    # the non-zero eigenvalues of Σ1 Σ2 are those of F2ᵀ Σ1 F2 (r2 x r2)
+    prod = None if f1 is None else f1.T @ f2
+    value = _sqrt_sum(la.eigvalsh(prod.T @ prod if prod is not None else f2.T @ (c1 @ f2)))
+    if value is not None:
+        return value
+    if prod is None:  # near-singular spectrum: singular values of A1ᵀ F2 with Σ1 = A1 A1ᵀ instead
+        low = la.cholesky(c1)
+        if low is None:
+            return trace_sqrt_product(la.numpy(c1), la.numpy(f2 @ f2.T))
+        prod = low.T @ f2
+    return float(la.svdvals(prod).sum())
+
+
+def _fid(la, s1, s2) -> float:
+    diff = s1[0] - s2[0]
+    value = float(diff @ diff) + s1[3] + s2[3] - 2 * _trace_sqrt(la, s1, s2)
+    if not np.isfinite(value):
+        raise FloatingPointError("a bootstrap FID came out non-finite; the features are corrupt")
+    return value
+
+
+def _checked(x, name) -> np.ndarray:
+    if _is_tensor(x):
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x)
+    if x.dtype.kind not in "fiu":
+        raise ValueError(f"{name} must be a real-valued numeric array, got dtype {x.dtype}")
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array (N, D), got shape {x.shape}")
+    if x.shape[0] < 2:
+        raise SampleSizeError(f"FID needs at least 2 images per set; {name} has {x.shape[0]}. Add images.")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name} contain NaN or infinity; the feature extractor or input images are broken")
+    return x
+
+
+def fid_bootstrap(real_features, fake_features, num_bootstrap: int = 100, seed: int = 0,
+                  confidence: float = 0.95, device=None) -> BootstrapResult:
+    """FID of the full sets with a bootstrap percentile interval (see the module doc)."""
+    real = _checked(real_features, "real_features")
+    fake = _checked(fake_features, "fake_features")
+    if real.shape[1] != fake.shape[1]:
+        raise ValueError(f"real features have {real.shape[1]} dimensions and fake features {fake.shape[1]}; "
+                         "extract both with the same feature extractor")
+    if isinstance(num_bootstrap, bool) or not isinstance(num_bootstrap, (int, np.integer)) or num_bootstrap < 2:
+        raise ValueError(f"num_bootstrap must be an integer >= 2, got {num_bootstrap!r}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be strictly between 0 and 1, got {confidence!r}")
+    check_sample_size(len(real), real.shape[1], "the real set")
+    check_sample_size(len(fake), fake.shape[1], "the fake set")
+    if device is None:
+        device = next((x.device for x in (real_features, fake_features) if _is_tensor(x)), None)
+    la = _Numpy() if device is None else _Torch(device)
+    r, f = _Centred(la, real), _Centred(la, fake)
+    full = _fid(la, r.draw(np.arange(r.n)), f.draw(np.arange(f.n)))
+    samples = np.array([_fid(la, r.draw(i1), f.draw(i2))
+                        for i1, i2 in bootstrap_indices(r.n, f.n, int(num_bootstrap), seed)])
+    low, high = np.percentile(samples, [50 * (1 - confidence), 50 * (1 + confidence)])
+    return BootstrapResult(fid=full, low=float(low), high=float(high), std=float(samples.std(ddof=1)),
+                           samples=samples, confidence=float(confidence))
