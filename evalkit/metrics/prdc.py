@@ -150,7 +150,12 @@ class _NumpyOps:
     repeat = staticmethod(np.repeat)
     cumsum = staticmethod(np.cumsum)
     where = staticmethod(np.where)
-    nonzero = staticmethod(np.nonzero)
+    @staticmethod
+    def nonzero(mask):
+        if mask.ndim != 2:
+            return np.nonzero(mask)
+        flat = np.flatnonzero(mask)  # ~10x faster than 2-D np.nonzero on a sparse tile
+        return np.divmod(flat, mask.shape[1])
     flatnonzero = staticmethod(np.flatnonzero)
     numpy = staticmethod(np.asarray)
 
@@ -331,7 +336,7 @@ class _TorchOps:
         return self.torch.argsort(a, stable=True)
 
     def count(self, m, axis):
-        return m.sum(dim=axis)
+        return m.sum() if axis is None else m.sum(dim=axis)
 
     def bincount(self, a, n):
         return self.torch.bincount(a, minlength=n)
@@ -683,20 +688,32 @@ def _prdc_counts(r: _Set, f: _Set, r_pr, r_dc, f_pr, strict) -> PRDCCounts:
                 lo_dc, hi_dc = _bounds(ops, r_dc[a0:a1], d_row)
                 lo_f, hi_f = _bounds(ops, f_pr[b0:b1], d_col)
 
+                # "sure": inside the ball whatever the rounding; "maybe": within the bound of its edge.
+                # lo < hi, so sure ⊆ (d <= hi) and equal counts mean nothing is undecided (the usual case).
+                undecided = []
                 sure = d <= lo_pr[:, None]                    # surely inside a real k_pr-ball
                 prec[b0:b1] |= sure.any(0)
-                # undecided entries matter only for fakes not yet known to be inside some ball
-                amb = (d <= hi_pr[:, None]) & ~sure & ~prec[b0:b1][None, :]
+                maybe = d <= hi_pr[:, None]
+                if int(ops.count(maybe, None)) != int(ops.count(sure, None)):
+                    # undecided entries matter only for fakes not yet known to be inside some ball
+                    undecided.append(maybe & ~sure & ~prec[b0:b1][None, :])
                 sure = d <= lo_dc[:, None]                    # surely inside a real k_dc-ball
                 dens[b0:b1] += ops.count(sure, 0)
                 cov[a0:a1] |= sure.any(1)
-                amb |= (d <= hi_dc[:, None]) & ~sure          # density needs every one
+                maybe = d <= hi_dc[:, None]
+                if int(ops.count(maybe, None)) != int(ops.count(sure, None)):
+                    undecided.append(maybe & ~sure)           # density needs every one
                 sure = d <= lo_f[None, :]                     # surely inside a fake k_pr-ball
                 rec[a0:a1] |= sure.any(1)
-                amb |= (d <= hi_f[None, :]) & ~sure & ~rec[a0:a1][:, None]
-                del sure
-                if not amb.any():
+                maybe = d <= hi_f[None, :]
+                if int(ops.count(maybe, None)) != int(ops.count(sure, None)):
+                    undecided.append(maybe & ~sure & ~rec[a0:a1][:, None])
+                del sure, maybe
+                if not undecided:
                     continue
+                amb = undecided[0]
+                for more in undecided[1:]:
+                    amb |= more
                 ii, jj = ops.nonzero(amb)
                 dv = d[ii, jj]
                 gi, gj = ii + a0, jj + b0
