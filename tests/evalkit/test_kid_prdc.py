@@ -113,7 +113,8 @@ def test_knn_radii_equal_brute_force(device):
         np.testing.assert_allclose(row, brute_sq_radii(real, k), rtol=1e-12, atol=0)
 
 
-def test_knn_radii_with_massive_ties_take_the_exact_path():
+@pytest.mark.parametrize("device", [None, "cpu"])
+def test_knn_radii_with_massive_ties_take_the_exact_path(device):
     # every point repeated 20 times: float32 candidates cannot be told apart, rows are rescanned
     rng = np.random.default_rng(8)
     x = np.repeat(rng.normal(size=(30, 8)), 20, axis=0).astype(np.float32)
@@ -127,7 +128,7 @@ def test_knn_radii_with_massive_ties_take_the_exact_path():
 
     prdc_module._widen_rows = spy
     try:
-        got = knn_radii(x, (3, 5), squared=True, chunk_size=64)
+        got = knn_radii(x, (3, 5), squared=True, chunk_size=64, device=device)
     finally:
         prdc_module._widen_rows = original
     assert sum(widened) >= 600
@@ -136,7 +137,8 @@ def test_knn_radii_with_massive_ties_take_the_exact_path():
     np.testing.assert_allclose(got[1], brute_sq_radii(x, 5), rtol=1e-12, atol=0)
 
 
-def test_duplicates_separate_le_from_strict_as_documented():
+@pytest.mark.parametrize("device", [None, "cpu"])
+def test_duplicates_separate_le_from_strict_as_documented(device):
     # Integer features (all distances exact in every precision). Each real point has 3 exact copies,
     # so its k=3 radius is 0. A fake identical to a real point is inside that ball with `<=`,
     # outside with prdc's `<`.
@@ -145,8 +147,8 @@ def test_duplicates_separate_le_from_strict_as_documented():
     real = np.repeat(base, 4, axis=0)                                          # radius 0 at k=3
     fake = np.concatenate([base[:20], base[:20] + 5000.0])                     # 20 copies, 20 far away
     fake = np.repeat(fake, 4, axis=0)                                          # fake radii 0 too
-    le = prdc(real, fake, k_pr=3, k_dc=3)
-    lt = prdc(real, fake, k_pr=3, k_dc=3, strict=True)
+    le = prdc(real, fake, k_pr=3, k_dc=3, device=device)
+    lt = prdc(real, fake, k_pr=3, k_dc=3, strict=True, device=device)
     assert (le.precision, le.recall, le.coverage) == (0.5, 0.5, 0.5)
     assert le.density == pytest.approx(80 * 4 / (3 * 160))  # each copy lies in its 4 duplicates' balls
     assert (lt.precision, lt.recall, lt.density, lt.coverage) == (0.0, 0.0, 0.0, 0.0)
