@@ -62,9 +62,12 @@ class GeneratorSource:
                                         lambda: sha256_file(self.checkpoint))
         return hashlib.sha256(f"checkpoint-v1\0{weights}\0{sorted(self.params().items())}".encode()).hexdigest()
 
-    def load(self, device):
+    def load(self, device=None):
         from gan.api import load_generator
 
+        from .features import default_device
+
+        device = device if device is not None else default_device()
         try:
             return load_generator(self.checkpoint, device=device)
         except (ValueError, FileNotFoundError) as err:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import write_text_atomic
-from .errors import SourceError
+from .errors import SampleSizeError, SourceError
 from .evaluate import GenerationOptions, feature_set, resolve_source
 from .generated import GeneratorSource
 from .sources import ImageSource
@@ -86,9 +86,13 @@ def copy_report(generated, train, heldout=None, gen: GenerationOptions | None = 
     if heldout is not None:
         h = feature_set(resolve_source(heldout), "held-out", device=device, progress=progress,
                         **extraction)
-        ct = data_copying_ct(t.features, h.features, g.features, seed=seed, device=device)
-        result["c_t"] = {"value": ct.c_t, "interpretation": ct.interpretation, "n_cells": ct.n_cells,
-                         "pca_dims": ct.pca_dims, "tau_n": ct.tau_n, "num_heldout": h.num}
+        try:
+            ct = data_copying_ct(t.features, h.features, g.features, seed=seed, device=device)
+            result["c_t"] = {"value": ct.c_t, "interpretation": ct.interpretation, "n_cells": ct.n_cells,
+                             "pca_dims": ct.pca_dims, "tau_n": ct.tau_n, "num_heldout": h.num}
+        except SampleSizeError as err:  # too few samples for any cell: say so, keep the rest of the check
+            result["c_t"] = {"value": None, "interpretation": f"C_T not computed: {err}", "num_heldout": h.num}
+            log(f"C_T not computed: {err}")
 
     nn = check.neighbours
     order = np.lexsort((nn.distances[:, 0], ~check.flags))  # flagged first, then the closest

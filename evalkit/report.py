@@ -42,6 +42,7 @@ class ReportOptions:
     seed: int = 0
     heldout: str | None = None
     study: str | None = None       # a study dir whose statistics are added to the report
+    train_queries: int = 1000      # training images whose leave-one-out neighbours set the copy threshold
 
 
 def _checkpoint_data(ckpt: Path, data) -> Path:
@@ -90,7 +91,8 @@ def analyse_item(spec: str | Path, name: str, data, out: Path, opts: ReportOptio
     from .nn import copy_report
 
     nn = copy_report(ckpt, data_path, opts.heldout, GenerationOptions(num_gen=opts.nn_num_gen, seed=opts.seed),
-                     folder / "nn", device=device, progress=progress, log=log, **extraction)
+                     folder / "nn", device=device, train_queries=opts.train_queries, progress=progress, log=log,
+                     **extraction)
     from gan.checkpoint import read_metadata
 
     generator_config = read_metadata(ckpt)["config"]
@@ -101,7 +103,7 @@ def analyse_item(spec: str | Path, name: str, data, out: Path, opts: ReportOptio
         "precision": metrics["precision"], "recall": metrics["recall"], "density": metrics["density"],
         "coverage": metrics["coverage"], "best_psi": sweep["best_psi"], "best_fid": sweep["best_fid"],
         "copy_score": nn["copy_score"], "copy_verdict": nn["verdict"],
-        "c_t": nn["c_t"]["value"] if "c_t" in nn else None,
+        "c_t": nn.get("c_t", {}).get("value"),
     }
     return {"row": row, "checkpoint": str(ckpt), "data": str(data_path), "curve": curve, "metrics": metrics,
             "sweep": sweep, "nn": nn}
@@ -130,10 +132,13 @@ def summarise(items: list[dict], opts: ReportOptions) -> str:
         lines.append(f"It beats **{other['name']}** ({other['disc']}, FID {other['fid']:.2f}) by "
                      f"{other['fid'] - best['fid']:.2f} FID; {verdict}. Recall {best['recall']:.3f} vs "
                      f"{other['recall']:.3f}, coverage {best['coverage']:.3f} vs {other['coverage']:.3f}.")
+    sweeps = {it["row"]["name"]: it["sweep"]["rows"] for it in items}
     for r in rows:
-        lines.append(f"{r['name']}: best truncation ψ = {r['best_psi']:g} (FID {r['best_fid']:.2f} vs {r['fid']:.2f} "
-                     f"at ψ = 1); copy check: {r['copy_verdict']} (copy score {r['copy_score']:.3f}"
-                     + (f", C_T {r['c_t']:.2f}" if r["c_t"] is not None else "") + ").")
+        at_one = next((s["fid"] for s in sweeps[r["name"]] if s["psi"] == 1.0), None)
+        compare = f" vs {at_one:.2f} at ψ = 1" if at_one is not None and r["best_psi"] != 1.0 else ""
+        lines.append(f"{r['name']}: best truncation ψ = {r['best_psi']:g} (sweep FID {r['best_fid']:.2f}{compare}, "
+                     f"{opts.sweep_num_gen} samples per ψ); copy check: {r['copy_verdict']} (copy score "
+                     f"{r['copy_score']:.3f}" + (f", C_T {r['c_t']:.2f}" if r["c_t"] is not None else "") + ").")
     n_real = items[0]["metrics"]["num_real"]
     lines.append(f"All metrics use Inception-v3 pool3 features, clean-fid's resize, {opts.num_gen} generated samples "
                  f"and {n_real} real images; FID from fewer than 2048 images per set is biased upward, so compare "

@@ -51,7 +51,7 @@ def truncation_sweep(checkpoint, data, psis=THESIS_PSIS, gen: GenerationOptions 
     if "precision" in rows[0]:
         files["pr_plot"] = str(precision_recall({name: [(r["psi"], r["precision"], r["recall"]) for r in rows]},
                                                 out / "precision_recall.png"))
-    generator = base.load(device or "cpu")
+    generator = base.load(device)
     seeds = list(range(gen.seed, gen.seed + strip_seeds))
     columns_img = [np.concatenate(list(generator.images(seeds=seeds, psi=psi, noise_mode=gen.noise_mode)))
                    for psi in psis]

@@ -168,6 +168,7 @@ def preset(name: str, resolution: int | None = None, disc: str = "resnet") -> Ru
 
     cpu-tiny: 32 px, a few hundred thousand parameters per network, so one network pair trains at
       tens of images/s on a 2-core CPU and shows recognisable colour/layout within minutes.
+    smoke: cpu-tiny with 32-channel networks and batch 4, for tests and smoke runs.
     gpu: SG2ADA `auto` at 64 px (cbase 16384, map depth 2); ViT-D with patch 8 (+2 overlap),
       dim 384, 6 blocks, and a 10x smaller D learning rate, which the seed-001 article found necessary.
     """
@@ -186,6 +187,16 @@ def preset(name: str, resolution: int | None = None, disc: str = "resnet") -> Ru
         if disc == "vit":
             cfg.train.d_lr = 0.001
         return cfg
+    if name == "smoke":
+        # cpu-tiny shrunk until a step takes tens of milliseconds: for tests and `evalkit demo --preset smoke`
+        cfg = preset("cpu-tiny", resolution, disc)
+        cfg.preset = name
+        cfg.G.z_dim = cfg.G.w_dim = 32
+        cfg.G.channel_max = cfg.resnet.channel_max = 32
+        cfg.vit.dim, cfg.vit.heads = 32, 2
+        cfg.train.batch = 4
+        cfg.train.grid_size = 2
+        return cfg
     if name == "gpu":
         res = resolution or 64
         train = auto_train_config(res)
@@ -198,4 +209,4 @@ def preset(name: str, resolution: int | None = None, disc: str = "resnet") -> Ru
     raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
 
 
-PRESETS = ("cpu-tiny", "gpu")
+PRESETS = ("cpu-tiny", "smoke", "gpu")

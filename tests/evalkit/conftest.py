@@ -94,13 +94,8 @@ def tiny_gan_config(data, disc: str = "resnet", total_kimg: float = 0.016, snaps
     """A 32 px generator small enough to train a few steps in seconds on a CPU."""
     from gan.config import preset
 
-    cfg = preset("cpu-tiny", 32, disc)
+    cfg = preset("smoke", 32, disc)
     cfg.data = str(data)
-    cfg.G.z_dim = cfg.G.w_dim = 32
-    cfg.G.channel_max = cfg.resnet.channel_max = 32
-    cfg.vit.dim, cfg.vit.heads = 32, 2
-    cfg.train.batch = 4
-    cfg.train.grid_size = 2
     cfg.train.total_kimg = total_kimg
     cfg.train.snapshot_kimg = snapshot_kimg
     cfg.train.log_kimg = snapshot_kimg

@@ -154,3 +154,13 @@ def test_report_files_and_columns(tmp_path, tiny_runs, avatars32):
     assert r"\begin{tabular}" in (out / "report.tex").read_text()
     best = min(rows, key=lambda r: float(r["fid"]))["name"]
     assert f"Best checkpoint by FID: **{best}**" in (out / "summary.md").read_text()
+
+
+def test_bootstrap_interval_is_centred_on_the_estimate():
+    """Duplicates in bootstrap resamples inflate FID; the reported interval is re-centred on the estimate."""
+    from evalkit.evaluate import centred_interval
+
+    draws = np.array([110.0, 112.0, 114.0, 116.0, 118.0])  # all above the estimate, as at small N
+    low, high = centred_interval(100.0, draws, confidence=0.5)
+    assert low < 100.0 < high
+    assert high - low == pytest.approx(np.quantile(draws, 0.75) - np.quantile(draws, 0.25))

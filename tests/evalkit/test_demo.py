@@ -1,0 +1,52 @@
+"""The README's main job (`evalkit demo`) at its smallest setting: every promised file, the report's
+columns, the study dir, and a re-run that reuses everything instead of starting over."""
+import csv
+import json
+
+from evalkit import cli
+from evalkit.report import COLUMNS
+
+
+def test_demo_smoke_writes_everything_it_promises(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--out", str(out), "--preset", "smoke", "--device", "cpu", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "study-app serve" in printed and "Best checkpoint by FID" in printed
+
+    assert len(list((out / "data" / "train").glob("*.png"))) == 64
+    assert len(list((out / "data" / "heldout").glob("*.png"))) == 32
+    for disc in ("resnet", "vit"):
+        run = out / "runs" / disc
+        assert json.loads((run / "config.json").read_text())["disc"] == disc
+        assert len(list((run / "checkpoints").glob("snapshot-*.safetensors"))) == 2
+        for name in ("fid/fid.csv", "fid/fid_vs_kimg.png", "sweep/sweep.csv", "sweep/fid_vs_psi.png",
+                     "sweep/precision_recall.png", "sweep/truncation_strip.png", "nn/nn_grid.png", "nn/nn.csv",
+                     "nn/nn.json"):
+            assert (out / disc / name).is_file(), f"{disc}/{name}"
+    for name in ("report.md", "report.csv", "report.tex", "report.html", "summary.md", "fid_vs_kimg.png",
+                 "fid_vs_psi.png", "precision_recall.png", "demo.json"):
+        assert (out / name).is_file(), name
+
+    with open(out / "report.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == COLUMNS
+    assert sorted(r["disc"] for r in rows) == ["resnet", "vit"]
+    demo = json.loads((out / "demo.json").read_text())
+    assert set(demo["best_fid"]) == {"resnet", "vit"}
+    assert all(float(r["fid"]) == demo["best_fid"][r["name"]] for r in rows)
+    assert demo["serve_command"].endswith(f"study-app serve {out / 'study'} --port 8501")
+
+    from study_app import Study
+
+    study = Study(out / "study")
+    assert study.config.condition_labels() == ["resnet", "vit"]
+    assert len(study.manifest.ids("fake", "vit")) == 12 and len(study.manifest.ids("real")) == 32
+
+    # a second run keeps the trained runs, the cached features and the study (which may hold answers)
+    (out / "study" / "marker").write_text("answers live here")
+    assert cli.main(["demo", "--out", str(out), "--preset", "smoke", "--device", "cpu", "--quiet"]) == 0
+    again = capsys.readouterr().out
+    assert "finished earlier" in again and "left as it is" in again
+    assert (out / "study" / "marker").read_text() == "answers live here"
+    fid_runs = json.loads((out / "resnet" / "fid" / "fid.json").read_text())
+    assert fid_runs["computed"] == 0 and fid_runs["reused"] == 2
