@@ -24,7 +24,7 @@ def test_two_process_sharding_matches_one_process(tmp_path, avatars_b, isolated_
            "--quiet"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    single = api.source_stats(avatars_b, device=torch.device("cpu"), keep_features=True, progress=False)
+    single = api.source_stats(avatars_b, device=torch.device("cpu"), progress=False)
     with np.load(out) as data:
         sharded = data["features"]
         assert np.allclose(data["mu"], single.mu, rtol=0, atol=1e-6)
