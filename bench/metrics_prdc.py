@@ -13,6 +13,12 @@ peak RSS (ru_maxrss, which includes loading the two feature arrays) and time are
 Times are of the metric call alone (imports and loading excluded). Density and coverage (k=5) of the
 two must agree; P/R are at different k and are shown for information. The issue's targets: at least 3x
 faster and at most 1/4 of prdc's peak memory at 10k and 20k.
+
+Both tools are matmul-bound (ours: float32, one symmetric half of each own-set block; prdc: float64 via
+sklearn, three full blocks), so the ratio depends on the BLAS threading of the machine: on the loaded
+2-core development VM with default threads prdc took 40 s at 10k, with OPENBLAS_NUM_THREADS=1 (inherited
+by both subprocesses) 15 s, where ours is near the single-core float32 matmul ceiling (2.7x at 10k,
+3.5x at 20k). Run it both ways when comparing machines.
 """
 from __future__ import annotations
 
