@@ -131,6 +131,14 @@ def main(argv=None) -> int:
     print(f"device: {_device_name(args.device)}; {args.dims}-d float32 features; ours k=3 (P/R) + k=5 (D/C) "
           f"in one call vs prdc.compute_prdc(nearest_k=5)", flush=True)
     rows = run(args.sizes, args.dims, args.device, args.seed)
+    ok = print_table(rows)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    return 0 if ok else 1
+
+
+def print_table(rows: list[dict]) -> bool:
+    """Print the rows of `run` as a table; True when every row meets the targets."""
     print(f"\n{'n':>7} {'ours s':>8} {'prdc s':>8} {'speedup':>8} {'ours MB':>8} {'prdc MB':>8} {'mem ratio':>9}"
           f" {'D/C equal':>9} {'load':>5}")
     for r in rows:
@@ -141,11 +149,9 @@ def main(argv=None) -> int:
         print(f"n={r['n']}: ours P/R(k=3) {o['precision']:.4f}/{o['recall']:.4f} D/C(k=5) {o['density']:.4f}/"
               f"{o['coverage']:.4f} ({o['rechecked']} rechecked in float64); prdc k=5 P/R {p['precision']:.4f}/"
               f"{p['recall']:.4f} D/C {p['density']:.4f}/{p['coverage']:.4f}")
-    if args.json:
-        print(json.dumps(rows, indent=1))
     ok = all(r["speedup"] >= 3 and r["memory_ratio"] <= 0.25 and r["dc_match"] for r in rows)
     print(f"\ntargets (>= 3x faster, <= 1/4 peak memory, equal D/C): {'met' if ok else 'NOT met'}")
-    return 0 if ok else 1
+    return ok
 
 
 if __name__ == "__main__":
