@@ -176,6 +176,8 @@ def compute_metrics(real: FeatureSet, fake: FeatureSet, metrics=ALL_METRICS, *, 
     if unknown:
         raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {', '.join(ALL_METRICS)}")
     out: dict = {}
+    # The k-NN and bootstrap code runs on numpy unless given a GPU: torch on a CPU would only add memory.
+    metric_device = device if device is not None and torch.device(device).type == "cuda" else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for fs in (real, fake):
@@ -187,7 +189,7 @@ def compute_metrics(real: FeatureSet, fake: FeatureSet, metrics=ALL_METRICS, *, 
                 from .metrics.bootstrap import fid_bootstrap
 
                 bs = fid_bootstrap(real.require_features("FID bootstrap"), fake.require_features("FID bootstrap"),
-                                   num_bootstrap=bootstrap, seed=seed, confidence=confidence, device=device)
+                                   num_bootstrap=bootstrap, seed=seed, confidence=confidence, device=metric_device)
                 out.update({"fid_ci": list(centred_interval(out["fid"], bs.samples, confidence)),
                             "fid_ci_confidence": confidence, "fid_boot_std": bs.std, "fid_bootstrap": bootstrap,
                             "fid_boot_percentile": [bs.low, bs.high]})
@@ -202,7 +204,7 @@ def compute_metrics(real: FeatureSet, fake: FeatureSet, metrics=ALL_METRICS, *, 
             from .metrics.prdc import prdc
 
             res = prdc(real.require_features("precision/recall"), fake.require_features("precision/recall"),
-                       k_pr=k_pr, k_dc=k_dc, device=device)
+                       k_pr=k_pr, k_dc=k_dc, device=metric_device)
             if "pr" in metrics:
                 out.update({"precision": res.precision, "recall": res.recall, "k_pr": k_pr})
             if "dc" in metrics:

@@ -1,8 +1,21 @@
-"""Shared test fixtures. Test images are generated at test time, never committed."""
+"""Shared test fixtures. Test images are generated at test time, never committed.
+
+System programs (Debian's chromium, PostgreSQL) are skipped with a reason when missing, but CI sets
+GAN_HARNESS_REQUIRE_SYSTEM_TOOLS=1 so that a missing program fails instead.
+"""
 import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 
 import pytest
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 REQUIRE_SYSTEM_TOOLS = os.environ.get("GAN_HARNESS_REQUIRE_SYSTEM_TOOLS") == "1"
 
@@ -17,3 +30,92 @@ def require_program(name: str, *candidates: str) -> str:
     if REQUIRE_SYSTEM_TOOLS:
         pytest.fail(message)
     pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def require_system_program():
+    return require_program
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def chromium_path():
+    """Debian's chromium (Playwright cannot download browsers here). Skips when missing, fails in CI."""
+    path = require_program("chromium", "chromium-browser", "/usr/bin/chromium")
+    pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+    return path
+
+
+@pytest.fixture
+def browser(chromium_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def serve_study(tmp_path):
+    """serve_study(study_dir) -> base URL of `study-app serve` on a free port; servers stop after the test."""
+    servers = []
+
+    def start(study_dir):
+        port = free_port()
+        log_path = tmp_path / f"server-{port}.log"
+        log = open(log_path, "w")
+        env = dict(os.environ, STUDY_ADMIN_PASSWORD="pw")
+        server = subprocess.Popen([sys.executable, "-m", "study_app.cli", "serve", str(study_dir), "--port", str(port)],
+                                  stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        servers.append((server, log))
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).status == 200:
+                    return base
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"streamlit did not start:\n{log_path.read_text()}")
+            time.sleep(0.3)
+
+    yield start
+    for server, log in servers:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+        log.close()
+
+
+def consent_in_browser(page, base: str) -> str:
+    """Briefing and consent in a real page; returns the participant token from the resume link."""
+    from playwright.sync_api import expect
+
+    page.set_default_timeout(20_000)
+    page.goto(base + "/")
+    page.get_by_role("button", name="Continue to consent").click()
+    boxes = page.locator("[data-testid='stCheckbox'] label")
+    expect(boxes.first).to_be_visible()
+    for i in range(boxes.count()):
+        boxes.nth(i).click()
+        expect(page.get_by_role("checkbox").nth(i)).to_be_checked()
+    page.get_by_role("button", name="I agree — start the study").click()
+    page.get_by_role("button", name="Start the practice pairs").click()
+    page.wait_for_url("**/?p=*")
+    return page.url.split("p=")[1].split("&")[0]
+
+
+@pytest.fixture
+def browser_consent():
+    return consent_in_browser

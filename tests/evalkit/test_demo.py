@@ -1,13 +1,15 @@
 """The README's main job (`evalkit demo`) at its smallest setting: every promised file, the report's
-columns, the study dir, and a re-run that reuses everything instead of starting over."""
+columns, the study dir hosted for real and answered in headless Chromium, and a re-run that reuses
+everything instead of starting over."""
 import csv
 import json
+import time
 
 from evalkit import cli
 from evalkit.report import COLUMNS
 
 
-def test_demo_smoke_writes_everything_it_promises(tmp_path, capsys):
+def test_demo_smoke_writes_everything_it_promises(tmp_path, capsys, serve_study, browser, browser_consent):
     out = tmp_path / "demo"
     assert cli.main(["demo", "--out", str(out), "--preset", "smoke", "--device", "cpu", "--quiet"]) == 0
     printed = capsys.readouterr().out
@@ -41,6 +43,27 @@ def test_demo_smoke_writes_everything_it_promises(tmp_path, capsys):
     study = Study(out / "study")
     assert study.config.condition_labels() == ["resnet", "vit"]
     assert len(study.manifest.ids("fake", "vit")) == 12 and len(study.manifest.ids("real")) == 32
+
+    # the printed command hosts a quiz that a participant can complete in a real browser
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    token = browser_consent(page, serve_study(out / "study"))
+    plan = study.store.get_participant(token).plan
+    practice = sum(t.kind == "practice" for t in plan)
+    for _ in range(practice):
+        time.sleep(0.35)  # slower than the study's 250 ms floor for deliberate answers
+        page.get_by_role("button", name="Left is real").click()
+        page.get_by_role("button", name="Next pair").click()
+    page.get_by_role("button", name="Start the main part").click()
+    n_main = len(plan) - practice
+    for k in range(1, n_main + 1):
+        expect(page.get_by_text(f"Pair {k} of {n_main}", exact=True)).to_be_visible()
+        time.sleep(0.35)
+        page.get_by_role("button", name="Right is real").click()
+    expect(page.get_by_text("Thank you — you are done!")).to_be_visible()
+    assert study.store.get_participant(token).status == "completed"
+    assert len([r for r in study.store.trial_rows() if r["trial_index"] >= 0]) == len(plan)
 
     # a second run keeps the trained runs, the cached features and the study (which may hold answers)
     (out / "study" / "marker").write_text("answers live here")

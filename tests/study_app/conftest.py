@@ -1,22 +1,14 @@
 """Fixtures for study_app: image sets drawn at test time, study dirs, a throwaway PostgreSQL server."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import time
-from pathlib import Path
 
 import pytest
 
 from study_app.simulate import find_postgres_programs, temporary_postgres
 from study_app.simulate import write_synthetic_images as write_images
-
-_spec = importlib.util.spec_from_file_location("_tests_root_conftest", Path(__file__).parents[1] / "conftest.py")
-_root = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_root)
-require_program = _root.require_program
-
 
 @pytest.fixture
 def image_sets(tmp_path):
@@ -47,12 +39,12 @@ def make_study(tmp_path, image_sets):
 # -- PostgreSQL ------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
-def postgres_url():
+def postgres_url(require_system_program):
     """A throwaway PostgreSQL server (unix socket only), stopped after the session.
     Skips when PostgreSQL is not installed (fails under GAN_HARNESS_REQUIRE_SYSTEM_TOOLS=1)."""
     programs = find_postgres_programs()
-    initdb = require_program("initdb", programs[0] if programs else "/usr/lib/postgresql/15/bin/initdb")
-    pg_ctl = require_program("pg_ctl", programs[1] if programs else "/usr/lib/postgresql/15/bin/pg_ctl")
+    initdb = require_system_program("initdb", programs[0] if programs else "/usr/lib/postgresql/15/bin/initdb")
+    pg_ctl = require_system_program("pg_ctl", programs[1] if programs else "/usr/lib/postgresql/15/bin/pg_ctl")
     pytest.importorskip("psycopg", reason="psycopg (PostgreSQL driver) is not installed")
     if os.geteuid() == 0 and not shutil.which("runuser"):
         pytest.skip("running as root without runuser: cannot start PostgreSQL as another user")
@@ -74,11 +66,3 @@ def postgres_db(postgres_url):
     with admin.connect() as conn:
         conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
     admin.dispose()
-
-
-@pytest.fixture(scope="session")
-def chromium_path():
-    """Debian's chromium (Playwright cannot download browsers here). Skips when missing, fails in CI."""
-    path = require_program("chromium", "chromium-browser", "/usr/bin/chromium")
-    pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
-    return path

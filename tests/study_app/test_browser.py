@@ -3,13 +3,7 @@
 Consent, practice with feedback (mouse and keyboard), main trials with a page reload in the middle
 and a double click, then the debrief; the database must then hold exactly the planned answers.
 """
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 
 import pytest
 
@@ -17,91 +11,18 @@ from study_app import Study
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 HUMAN_PAUSE_S = 0.35  # longer than the study's min_response_ms (250 ms): answers faster than that are ignored
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def serve(tmp_path):
-    """serve(study_dir) -> base URL of `study-app serve` on a free port; servers stop after the test."""
-    servers = []
-
-    def start(study_dir):
-        port = _free_port()
-        log_path = tmp_path / f"server-{port}.log"
-        log = open(log_path, "w")
-        env = dict(os.environ, STUDY_ADMIN_PASSWORD="pw")
-        server = subprocess.Popen([sys.executable, "-m", "study_app.cli", "serve", str(study_dir), "--port", str(port)],
-                                  stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        servers.append((server, log))
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).status == 200:
-                    return base
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not start:\n{log_path.read_text()}")
-            time.sleep(0.3)
-
-    yield start
-    for server, log in servers:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-        log.close()
-
-
-@pytest.fixture
-def browser(chromium_path):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-def _consent(page, base):
-    """Briefing and consent; returns the participant token from the resume link."""
-    from playwright.sync_api import expect
-
-    page.set_default_timeout(20_000)
-    page.goto(base + "/")
-    page.get_by_role("button", name="Continue to consent").click()
-    boxes = page.locator("[data-testid='stCheckbox'] label")
-    expect(boxes.first).to_be_visible()
-    for i in range(boxes.count()):
-        boxes.nth(i).click()
-        expect(page.get_by_role("checkbox").nth(i)).to_be_checked()
-    page.get_by_role("button", name="I agree — start the study").click()
-    page.get_by_role("button", name="Start the practice pairs").click()
-    page.wait_for_url("**/?p=*")
-    return page.url.split("p=")[1].split("&")[0]
-
-
-def test_participant_session_in_a_real_browser(make_study, serve, browser):
+def test_participant_session_in_a_real_browser(make_study, serve_study, browser, browser_consent):
     from playwright.sync_api import expect
 
     study_dir = make_study(trials_per_condition=3, practice_trials=2, attention_checks=1, min_response_ms=250,
                            completion_code="BROWSER-OK")
-    base = serve(study_dir)
+    base = serve_study(study_dir)
     study = Study(study_dir)
     page = browser.new_page(viewport={"width": 1200, "height": 900})
-    token = _consent(page, base)
+    token = browser_consent(page, base)
     state = study.store.get_participant(token)
     plan = state.plan
     n_main = len(plan) - 2
@@ -155,17 +76,17 @@ def test_participant_session_in_a_real_browser(make_study, serve, browser):
     assert study.store.counts()["started"] == 1
 
 
-def test_timed_presentation_measures_in_the_browser(make_study, serve, browser):
+def test_timed_presentation_measures_in_the_browser(make_study, serve_study, browser, browser_consent):
     """presentation = "timed": the in-browser component shows the pair for exposure_ms, then a mask,
     measures the response time itself, and an answer sooner than min_response_ms is not stored."""
     from playwright.sync_api import expect
 
     study_dir = make_study(conditions=("A",), trials_per_condition=3, practice_trials=1, attention_checks=0,
                            presentation="timed", exposure_ms=300, mask_ms=100, min_response_ms=250)
-    base = serve(study_dir)
+    base = serve_study(study_dir)
     study = Study(study_dir)
     page = browser.new_page(viewport={"width": 1200, "height": 900})
-    token = _consent(page, base)
+    token = browser_consent(page, base)
 
     def answered():
         return study.store.get_participant(token).answered
