@@ -10,16 +10,15 @@ evalkit with an empty feature cache, then again with the cache warm.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from bench.measure import run_json
+
 CLEAN_FID = r"""
-import json, resource, sys, time, torch
+import json, sys, time, torch
 from cleanfid import fid as cfid
 from evalkit import weights
 a, b, device, workers = sys.argv[1], sys.argv[2], torch.device(sys.argv[3]), int(sys.argv[4])
@@ -35,11 +34,11 @@ value = cfid.compute_fid(a, b, mode="clean", device=device, num_workers=workers,
 seconds = time.perf_counter() - t
 gpu = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
 print(json.dumps({"fid": float(value), "seconds": seconds,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "gpu_mb": gpu}))
+                  "rss_mb": peak_rss_mb(), "gpu_mb": gpu}))
 """
 
 EVALKIT = r"""
-import json, resource, sys, time, torch
+import json, sys, time, torch
 from evalkit import api
 a, b, device = sys.argv[1], sys.argv[2], torch.device(sys.argv[3])
 if device.type == "cuda": torch.cuda.reset_peak_memory_stats()
@@ -48,20 +47,9 @@ result = api.fid(a, b, device=device, progress=False)
 seconds = time.perf_counter() - t
 gpu = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
 print(json.dumps({"fid": result["fid"], "seconds": seconds,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "gpu_mb": gpu,
+                  "rss_mb": peak_rss_mb(), "gpu_mb": gpu,
                   "cached": all(s["from_cache"] for s in result["sources"])}))
 """
-
-
-def _run(code: str, args: list[str], env: dict) -> dict:
-    t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - t
-    if proc.returncode != 0:
-        raise SystemExit(f"benchmark subprocess failed:\n{proc.stderr[-3000:]}")
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    out["wall"] = wall
-    return out
 
 
 def _device_name(device: str) -> str:
@@ -106,9 +94,9 @@ def main(argv=None) -> int:
     shutil.rmtree(home / "features")
 
     print(f"device: {_device_name(device)}; {args.n} + {args.n} images at {args.res}px", flush=True)
-    ref = _run(CLEAN_FID, [str(a), str(b), device, str(args.clean_fid_workers)], env)
-    cold = _run(EVALKIT, [str(a), str(b), device], env)
-    warm = _run(EVALKIT, [str(a), str(b), device], env)
+    ref = run_json(CLEAN_FID, [str(a), str(b), device, str(args.clean_fid_workers)], env)
+    cold = run_json(EVALKIT, [str(a), str(b), device], env)
+    warm = run_json(EVALKIT, [str(a), str(b), device], env)
     assert warm["cached"], "the second evalkit run should have used the feature cache"
 
     total = 2 * args.n
@@ -121,7 +109,7 @@ def main(argv=None) -> int:
           f" {'FID':>14}")
     for name, r in rows:
         gpu = f"{r['gpu_mb']:.0f}" if r["gpu_mb"] is not None else "-"
-        print(f"{name:<26} {r['seconds']:>8.2f} {total / r['seconds']:>8.2f} {r['wall']:>10.2f} {r['rss_mb']:>12.0f}"
+        print(f"{name:<26} {r['seconds']:>8.2f} {total / r['seconds']:>8.2f} {r['process_s']:>10.2f} {r['rss_mb']:>12.0f}"
               f" {gpu:>12} {r['fid']:>14.6f}")
     rel = abs(cold["fid"] - ref["fid"]) / abs(ref["fid"])
     print(f"\nthroughput ratio evalkit/clean-fid: {ref['seconds'] / cold['seconds']:.2f}x "

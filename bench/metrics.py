@@ -15,18 +15,18 @@ Every timed part runs in its own subprocess.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench.measure import run_json
+
 PSIS = (1.2, 1.0, 0.7, 0.5, 0.0, -0.5, -1.0)
 
 SUITE = r"""
-import json, resource, sys, time, torch
+import json, sys, time, torch
 from evalkit import api
 from evalkit.evaluate import evaluate
 a, b, what, device = sys.argv[1], sys.argv[2], sys.argv[3], torch.device(sys.argv[4])
@@ -36,11 +36,11 @@ if what == "fid":
 else:
     value = evaluate(a, b, device=device, progress=False)["fid"]
 print(json.dumps({"seconds": time.perf_counter() - t, "fid": value,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "rss_mb": peak_rss_mb()}))
 """
 
 OUR_SWEEP = r"""
-import json, resource, sys, time, torch
+import json, sys, time, torch
 from evalkit.evaluate import GenerationOptions
 from evalkit.sweep import truncation_sweep
 ckpt, real, out, n, device = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), torch.device(sys.argv[5])
@@ -49,11 +49,11 @@ t = time.perf_counter()
 r = truncation_sweep(ckpt, real, psis, GenerationOptions(num_gen=n), out, device=device, progress=False,
                      log=lambda *a: None)
 print(json.dumps({"seconds": time.perf_counter() - t, "fid": {str(row["psi"]): row["fid"] for row in r["rows"]},
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "rss_mb": peak_rss_mb()}))
 """
 
 CLEAN_FID_SWEEP = r"""
-import json, resource, sys, time, numpy as np, torch
+import json, sys, time, numpy as np, torch
 from cleanfid import fid as cfid
 from evalkit import weights
 from gan.api import load_generator
@@ -79,15 +79,8 @@ for psi in psis:
                                               z_dim=G.z_dim, device=device, custom_feat_extractor=extract,
                                               num_workers=0, verbose=False))
 print(json.dumps({"seconds": time.perf_counter() - t, "fid": values,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "rss_mb": peak_rss_mb()}))
 """
-
-
-def _run(code: str, args: list[str], env: dict) -> dict:
-    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise SystemExit(f"benchmark subprocess failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def _fresh_home(work: Path, name: str) -> dict:
@@ -120,8 +113,8 @@ def section_suite(args, work: Path, device: str) -> None:
         if len(list(folder.glob("*.png"))) != args.n:
             write_avatars(folder, args.n, seed=seed, res=64)
     print(f"\n## full metrics suite vs FID alone ({args.n} + {args.n} images at 64 px, cold cache each)", flush=True)
-    fid_only = _run(SUITE, [a, b, "fid", device], _fresh_home(work, "home-fid"))
-    suite = _run(SUITE, [a, b, "all", device], _fresh_home(work, "home-suite"))
+    fid_only = run_json(SUITE, [a, b, "fid", device], _fresh_home(work, "home-fid"))
+    suite = run_json(SUITE, [a, b, "all", device], _fresh_home(work, "home-suite"))
     print(f"{'run':<38} {'seconds':>9} {'peak RSS MB':>12}")
     print(f"{'evalkit fid (FID alone)':<38} {fid_only['seconds']:>9.1f} {fid_only['rss_mb']:>12.0f}")
     print(f"{'evalkit metrics (FID+KID+P/R+D/C)':<38} {suite['seconds']:>9.1f} {suite['rss_mb']:>12.0f}")
@@ -159,9 +152,9 @@ def section_sweep(args, work: Path, device: str) -> None:
     psis = ",".join(f"{p:g}" for p in PSIS)
     print(f"\n## 7-value truncation sweep vs 7 clean-fid runs ({args.sweep_num_gen} samples per psi, "
           f"{args.sweep_real} real images, {ckpt.name})", flush=True)
-    ours = _run(OUR_SWEEP, [ckpt, real, work / "sweep-out", args.sweep_num_gen, device, psis],
+    ours = run_json(OUR_SWEEP, [ckpt, real, work / "sweep-out", args.sweep_num_gen, device, psis],
                 _fresh_home(work, "home-sweep"))
-    ref = _run(CLEAN_FID_SWEEP, [ckpt, real, args.sweep_num_gen, device, psis], _fresh_home(work, "home-cf"))
+    ref = run_json(CLEAN_FID_SWEEP, [ckpt, real, args.sweep_num_gen, device, psis], _fresh_home(work, "home-cf"))
     print(f"{'run':<46} {'seconds':>9} {'peak RSS MB':>12}")
     print(f"{'evalkit sweep (all metrics, real features once)':<46} {ours['seconds']:>9.1f} {ours['rss_mb']:>12.0f}")
     print(f"{'7 x clean-fid compute_fid (FID only)':<46} {ref['seconds']:>9.1f} {ref['rss_mb']:>12.0f}")

@@ -4,7 +4,7 @@
 
 For each size N, N real and N fake random float32 features (real ~ N(0, I), fake ~ N(0.05, 1.05² I))
 are written once to .npy files; then each tool runs in its own subprocess, one after the other, so its
-peak RSS (ru_maxrss, which includes loading the two feature arrays) and time are its own:
+peak memory (VmHWM, which includes loading the two feature arrays) and time are its own:
 
 * ours: `prdc(real, fake, k_pr=3, k_dc=5, device=...)`: P/R at k=3 and D/C at k=5 in one call
   (numpy on the CPU by default, torch on `--device` when given);
@@ -25,14 +25,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from bench.measure import run_json
+
 OURS = r"""
-import json, resource, sys, time
+import json, sys, time
 import numpy as np
 real, fake = np.load(sys.argv[1]), np.load(sys.argv[2])
 device = sys.argv[3] or None
@@ -42,13 +42,13 @@ r = prdc(real, fake, k_pr=3, k_dc=5, device=device)
 if device and device.startswith("cuda"):
     import torch; torch.cuda.synchronize()
 seconds = time.perf_counter() - t
-print(json.dumps({"seconds": seconds, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+print(json.dumps({"seconds": seconds, "rss_mb": peak_rss_mb(),
                   "torch_loaded": "torch" in sys.modules, "rechecked": r.rechecked,
                   "precision": r.precision, "recall": r.recall, "density": r.density, "coverage": r.coverage}))
 """
 
 PRDC = r"""
-import contextlib, io, json, resource, sys, time
+import contextlib, io, json, sys, time
 import numpy as np
 real, fake = np.load(sys.argv[1]), np.load(sys.argv[2])
 from prdc import compute_prdc
@@ -56,19 +56,9 @@ t = time.perf_counter()
 with contextlib.redirect_stdout(io.StringIO()):
     r = compute_prdc(real_features=real, fake_features=fake, nearest_k=5)
 seconds = time.perf_counter() - t
-print(json.dumps({"seconds": seconds, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+print(json.dumps({"seconds": seconds, "rss_mb": peak_rss_mb(),
                   **{k: float(v) for k, v in r.items()}}))
 """
-
-
-def _run(code: str, args: list[str]) -> dict:
-    t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"benchmark subprocess failed:\n{proc.stderr[-3000:]}")
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    out["process_s"] = time.perf_counter() - t
-    return out
 
 
 def _features(n: int, dims: int, seed: int, folder: Path) -> tuple[Path, Path]:
@@ -90,8 +80,8 @@ def run(sizes=(10_000, 20_000), dims: int = 2048, device=None, seed: int = 0) ->
         for n in sizes:
             real, fake = _features(int(n), int(dims), seed, Path(tmp))
             load = os.getloadavg()[0]
-            ours = _run(OURS, [str(real), str(fake), device or ""])
-            ref = _run(PRDC, [str(real), str(fake)])
+            ours = run_json(OURS, [str(real), str(fake), device or ""])
+            ref = run_json(PRDC, [str(real), str(fake)])
             rows.append({
                 "n": int(n), "dims": int(dims),
                 "ours_s": ours["seconds"], "prdc_s": ref["seconds"], "speedup": ref["seconds"] / ours["seconds"],

@@ -1,5 +1,4 @@
 """Fixtures for evalkit tests: image sets generated at test time and an isolated feature cache."""
-import os
 from pathlib import Path
 
 import numpy as np

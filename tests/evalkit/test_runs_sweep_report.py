@@ -137,7 +137,7 @@ def test_nn_command_finds_planted_copies(tmp_path, avatars32, capsys):
 def test_report_files_and_columns(tmp_path, tiny_runs, avatars32):
     out = tmp_path / "report"
     opts = ReportOptions(num_gen=24, sweep_num_gen=16, nn_num_gen=16, psis=(1.0, 0.5), bootstrap=5)
-    result = build_report([tiny_runs["resnet"], tiny_runs["vit"]], out, opts=opts, **CPU, **QUIET)
+    build_report([tiny_runs["resnet"], tiny_runs["vit"]], out, opts=opts, **CPU, **QUIET)
     for name in ("report.md", "report.csv", "report.tex", "report.html", "summary.md", "report.json",
                  "fid_vs_kimg.png", "fid_vs_psi.png", "precision_recall.png"):
         assert (out / name).is_file(), name
