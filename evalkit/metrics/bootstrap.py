@@ -36,13 +36,12 @@ OPENBLAS_NUM_THREADS=1 (or inside `threadpoolctl.threadpool_limits(1)`).
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
 
-from ..errors import SampleSizeError
+from ._arrays import feature_matrix, tensor_device
 from .fid import check_sample_size, trace_sqrt_product
 
 __all__ = ["BootstrapResult", "fid_bootstrap", "bootstrap_indices", "EIG_RATIO_MIN"]
@@ -66,11 +65,6 @@ def bootstrap_indices(n_real: int, n_fake: int, num_bootstrap: int, seed: int = 
     rng = np.random.default_rng(seed)
     for _ in range(num_bootstrap):
         yield rng.integers(0, n_real, n_real), rng.integers(0, n_fake, n_fake)
-
-
-def _is_tensor(x) -> bool:
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(x, torch.Tensor)
 
 
 class _Numpy:
@@ -191,26 +185,11 @@ def _fid(la, s1, s2) -> float:
     return value
 
 
-def _checked(x, name) -> np.ndarray:
-    if _is_tensor(x):
-        x = x.detach().cpu().numpy()
-    x = np.asarray(x)
-    if x.dtype.kind not in "fiu":
-        raise ValueError(f"{name} must be a real-valued numeric array, got dtype {x.dtype}")
-    if x.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array (N, D), got shape {x.shape}")
-    if x.shape[0] < 2:
-        raise SampleSizeError(f"FID needs at least 2 images per set; {name} has {x.shape[0]}. Add images.")
-    if not np.isfinite(x).all():
-        raise ValueError(f"{name} contain NaN or infinity; the feature extractor or input images are broken")
-    return x
-
-
 def fid_bootstrap(real_features, fake_features, num_bootstrap: int = 100, seed: int = 0,
                   confidence: float = 0.95, device=None) -> BootstrapResult:
     """FID of the full sets with a bootstrap percentile interval (see the module doc)."""
-    real = _checked(real_features, "real_features")
-    fake = _checked(fake_features, "fake_features")
+    real = feature_matrix(real_features, "real_features", "FID")
+    fake = feature_matrix(fake_features, "fake_features", "FID")
     if real.shape[1] != fake.shape[1]:
         raise ValueError(f"real features have {real.shape[1]} dimensions and fake features {fake.shape[1]}; "
                          "extract both with the same feature extractor")
@@ -221,7 +200,7 @@ def fid_bootstrap(real_features, fake_features, num_bootstrap: int = 100, seed: 
     check_sample_size(len(real), real.shape[1], "the real set")
     check_sample_size(len(fake), fake.shape[1], "the fake set")
     if device is None:
-        device = next((x.device for x in (real_features, fake_features) if _is_tensor(x)), None)
+        device = tensor_device(real_features, fake_features)
     la = _Numpy() if device is None else _Torch(device)
     r, f = _Centred(la, real), _Centred(la, fake)
     full = _fid(la, r.draw(np.arange(r.n)), f.draw(np.arange(f.n)))

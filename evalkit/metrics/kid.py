@@ -23,12 +23,11 @@ device, and an explicit `device` runs torch there (float64 throughout).
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import SampleSizeError
+from ._arrays import feature_matrix, tensor_device
 
 __all__ = ["KIDResult", "kid"]
 
@@ -39,26 +38,6 @@ class KIDResult:
     std: float         # population std (ddof=0) of the per-subset MMD² values
     num_subsets: int
     subset_size: int   # m = min(N1, N2, max_subset_size)
-
-
-def _is_tensor(x) -> bool:
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(x, torch.Tensor)
-
-
-def _as_numpy(x, name) -> np.ndarray:
-    if _is_tensor(x):
-        x = x.detach().cpu().numpy()
-    x = np.asarray(x)
-    if x.dtype.kind not in "fiu":
-        raise ValueError(f"{name} must be a real-valued numeric array, got dtype {x.dtype}")
-    if x.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array (N, D), got shape {x.shape}")
-    if x.shape[0] < 2:
-        raise SampleSizeError(f"KID needs at least 2 samples per set; {name} has {x.shape[0]}. Add samples.")
-    if not np.isfinite(x).all():
-        raise ValueError(f"{name} contain NaN or infinity; the feature extractor or input images are broken")
-    return x
 
 
 def _subset_mmd(x, y, dims):
@@ -81,8 +60,8 @@ def _subset_mmd(x, y, dims):
 def kid(features1, features2, num_subsets: int = 100, max_subset_size: int = 1000, seed: int = 0, *,
         device=None) -> KIDResult:
     """KID between two feature sets, equal to clean-fid's `kernel_distance` for the same seed."""
-    f1 = _as_numpy(features1, "features1")
-    f2 = _as_numpy(features2, "features2")
+    f1 = feature_matrix(features1, "features1", "KID")
+    f2 = feature_matrix(features2, "features2", "KID")
     if f1.shape[1] != f2.shape[1]:
         raise ValueError(f"features1 have {f1.shape[1]} dimensions and features2 {f2.shape[1]}; "
                          "extract both with the same feature extractor")
@@ -95,7 +74,7 @@ def kid(features1, features2, num_subsets: int = 100, max_subset_size: int = 100
     m = min(f1.shape[0], f2.shape[0], int(max_subset_size))
 
     if device is None:
-        device = next((x.device for x in (features1, features2) if _is_tensor(x)), None)
+        device = tensor_device(features1, features2)
     if device is None:
         a1, a2 = f1.astype(np.float64), f2.astype(np.float64)
     else:

@@ -65,13 +65,13 @@ keeps the process ~600 MB smaller); torch tensors run on their own device; an ex
 from __future__ import annotations
 
 import contextlib
-import sys
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
 from ..errors import SampleSizeError
+from ._arrays import is_tensor, tensor_device
 
 __all__ = ["PRDCResult", "PRDCCounts", "prdc", "prdc_counts", "knn_radii", "margin_factor",
            "DEFAULT_CHUNK_CPU", "DEFAULT_CHUNK_CUDA"]
@@ -119,7 +119,7 @@ class _NumpyOps:
     on_cuda = False
 
     def prepare(self, x, name):
-        if _is_tensor(x):
+        if is_tensor(x):
             x = x.detach().cpu().numpy()
         x = np.asarray(x)
         if x.dtype.kind not in "fiu":
@@ -393,14 +393,9 @@ class _TorchOps:
                     m.fp32_precision = value
 
 
-def _is_tensor(x) -> bool:
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(x, torch.Tensor)
-
-
 def _ops_for(device, *arrays):
     if device is None:
-        device = next((a.device for a in arrays if _is_tensor(a)), None)
+        device = tensor_device(*arrays)
         if device is None:
             return _NumpyOps()
     return _TorchOps(device)
