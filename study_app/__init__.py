@@ -1,4 +1,5 @@
-"""Randomised real-vs-fake two-alternative forced-choice studies, hosted with Streamlit.
+"""Randomised real-vs-fake studies, hosted with Streamlit: paired two-alternative forced choice
+(design.kind = "paired") or one image at a time, "real or generated?" (design.kind = "single").
 
 Python API:
     init_study(study_dir, real_dir, fakes=[(label, dir), ...], **overrides) -> Path

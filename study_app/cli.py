@@ -1,6 +1,7 @@
-"""`study-app`: create, host, and analyse randomised real-vs-fake 2AFC studies.
+"""`study-app`: create, host, and analyse randomised real-vs-fake studies: paired (2AFC, which of two
+images is real?) or single-image (HYPE∞ style, is this image real or generated?).
 
-  study-app init STUDY_DIR --real DIR --fake DIR [--fake DIR2 ...] [--label NAME ...]
+  study-app init STUDY_DIR --real DIR --fake DIR [--fake DIR2 ...] [--label NAME ...] [--design single]
   study-app serve STUDY_DIR [--port 8501]       # participants: http://HOST:PORT/   admin: /admin
   study-app stats STUDY_DIR [--json]
   study-app export STUDY_DIR --out trials.csv
@@ -38,8 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder of generated images; repeat for several generators or ψ values")
     p.add_argument("--label", action="append", default=[], metavar="NAME",
                    help="condition label for each --fake, in order (default: the folder name)")
+    p.add_argument("--design", choices=["paired", "single"],
+                   help="paired (default): a real and a generated image side by side, which is real? "
+                        "single: one image per trial, real or generated? (HYPE∞ style)")
     p.add_argument("--title")
-    p.add_argument("--trials", type=int, dest="trials_per_condition", help="main pairs per condition and participant")
+    p.add_argument("--trials", type=int, dest="trials_per_condition",
+                   help="main trials (pairs, or single images) per condition and participant")
     p.add_argument("--practice", type=int, dest="practice_trials")
     p.add_argument("--attention", type=int, dest="attention_checks")
     p.add_argument("--assignment", choices=["within", "between"])
@@ -71,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--include-platform-ids", action="store_true",
                    help="add the recruitment-platform ID column (pseudonymous personal data)")
 
-    p = sub.add_parser("power", help="power and sample size for a 2AFC study, with clustering")
+    p = sub.add_parser("power", help="power and sample size (per-trial accuracy, either design), with clustering")
     p.add_argument("--accuracy", type=float, default=0.55, help="true accuracy to detect (default 0.55)")
     p.add_argument("--margin", type=float, default=0.05, help="equivalence margin (default 0.05)")
     p.add_argument("--trials-per-participant", type=int, default=20)
@@ -96,18 +101,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_init(args) -> int:
+    from .config import load_config
     from .manifest import load_manifest
     from .study import init_study, serve_command
     if args.label and len(args.label) != len(args.fake):
         raise SystemExit(f"study-app init: {len(args.label)} --label for {len(args.fake)} --fake; give one per --fake or none")
     labels = args.label or [folder.name for folder in args.fake]
     overrides = {k: v for k, v in vars(args).items() if v is not None and k in (
-        "title", "trials_per_condition", "practice_trials", "attention_checks", "assignment", "seed",
+        "design", "title", "trials_per_condition", "practice_trials", "attention_checks", "assignment", "seed",
         "completion_code", "redirect_url", "equivalence_margin", "store_platform_ids")}
     path = init_study(args.study_dir, args.real, list(zip(labels, args.fake)), copy_images=not args.no_copy,
                       force=args.force, **overrides)
     manifest = load_manifest(path)
-    print(f"Created study in {path}")
+    print(f"Created study in {path}" + (" (single-image design)" if load_config(path).design.kind == "single" else ""))
     print(f"  {len(manifest.ids('real'))} real images; " + "; ".join(
         f"{len(manifest.ids('fake', label))} fakes for '{label}'" for label in labels)
         + f"; {len(manifest.ids('attention'))} attention-check images")
@@ -119,9 +125,11 @@ def cmd_init(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from .config import ADMIN_PASSWORD_ENV
+    from .config import ADMIN_PASSWORD_ENV, design_text_warnings
     from .study import DB_URL_ENV, STUDY_DIR_ENV, Study
     study = Study(args.study_dir, args.db)  # fails here, with a clear message, not in a participant's browser
+    for warning in design_text_warnings(study.config):
+        print(f"study-app serve: warning: {warning}", file=sys.stderr)
     if not args.skip_image_check:
         problems = study.images.verify_all()
         if problems:
@@ -162,9 +170,9 @@ def cmd_export(args) -> int:
     out = args.out or Path(args.study_dir) / "export" / "trials.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     records = study.export_records(args.include_platform_ids)
-    out.write_text(export.to_csv(records, args.include_platform_ids), encoding="utf-8")
+    out.write_text(export.to_csv(records, args.include_platform_ids, design=study.config.design.kind), encoding="utf-8")
     codebook = out.with_name(out.stem + "_codebook.csv")
-    codebook.write_text(export.codebook_csv(args.include_platform_ids), encoding="utf-8")
+    codebook.write_text(study.codebook_csv(args.include_platform_ids), encoding="utf-8")
     print(f"{len(records)} trial rows -> {out}\ncodebook -> {codebook}")
     return 0
 
@@ -203,13 +211,14 @@ def cmd_power(args) -> int:
 
 
 def cmd_small(args) -> int:
+    from .config import design_text_warnings
     from .study import Study
     study = Study(args.study_dir, args.db)
     if args.command == "check":
         problems = study.images.verify_all()
         for problem in problems:
             print(problem)
-        for warning in study.manifest.warnings:
+        for warning in study.manifest.warnings + design_text_warnings(study.config):
             print(f"warning: {warning}")
         print(f"{len(study.manifest.images)} images, {len(problems)} problems; database {study.store.counts()}")
         return 1 if problems else 0

@@ -1,4 +1,7 @@
-"""Tidy export: one CSV row per answered trial, and a codebook describing every column."""
+"""Tidy export: one CSV row per answered trial, and a codebook describing every column.
+
+The columns depend on the study's design: CODEBOOK for paired studies (two images, which is real?),
+SINGLE_CODEBOOK for single-image studies (one image, real or generated?)."""
 from __future__ import annotations
 
 import csv
@@ -31,11 +34,51 @@ CODEBOOK: dict[str, str] = {
     "excluded": "1 if the pre-declared exclusion rule (attention checks, response time) excludes the participant, else 0.",
     "exclusion_reason": "Why the participant is excluded; empty if not.",
 }
+
+def _single_codebook() -> dict[str, str]:
+    """Single-image design: the pair columns give way to image / image_truth / answer / judged_real."""
+    words = {"rt_ms": CODEBOOK["rt_ms"].replace("the pair", "the image"),
+             "client_rt_ms": CODEBOOK["client_rt_ms"].replace("the pair", "the image"),
+             "exposure_ms": CODEBOOK["exposure_ms"].replace("the pair", "the image"),
+             "focus_losses": CODEBOOK["focus_losses"].replace("the pair", "the image"),
+             "shown_at": CODEBOOK["shown_at"].replace("the pair", "the image")}
+    out = {}
+    for column, meaning in CODEBOOK.items():
+        if column == "condition":
+            out[column] = ("Condition label (generator, checkpoint or truncation ψ) of the trial: for a generated "
+                           "image the condition it comes from; each condition also has its own block of real-image "
+                           "trials, which carry its label. Empty for attention checks.")
+        elif column == "trial_kind":
+            out[column] = ("practice (with feedback, never analysed), main, or attention (an obviously generated "
+                           "image, a scrambled copy of a real image; the right answer is fake).")
+        elif column == "real_image":
+            out["image"] = "Manifest id of the image shown."
+            out["image_truth"] = "What the image shown is: real, or fake (generated; attention checks: scrambled)."
+        elif column in ("fake_image", "real_side", "chose_fake"):
+            continue
+        elif column == "chosen_side":
+            out["answer"] = "The participant's answer: real, or fake (the button read 'Generated')."
+        elif column == "correct":
+            out[column] = "1 if the answer matches image_truth, else 0."
+            out["judged_real"] = ("1 if the participant answered real, else 0. Its mean is the fool rate on generated "
+                                  "images and the hit rate (1 − error) on real images.")
+        else:
+            out[column] = words.get(column, meaning)
+    return out
+
+
+SINGLE_CODEBOOK: dict[str, str] = _single_codebook()
 PLATFORM_ID_COLUMN = ("platform_id", "Recruitment-platform ID (e.g. PROLIFIC_PID); pseudonymous personal data, exported only on request.")
 
 
-def export_columns(include_platform_ids: bool = False) -> list[str]:
-    return list(CODEBOOK) + ([PLATFORM_ID_COLUMN[0]] if include_platform_ids else [])
+def codebook(design: str = "paired") -> dict[str, str]:
+    if design not in ("paired", "single"):
+        raise ValueError(f"design must be 'paired' or 'single', got {design!r}")
+    return SINGLE_CODEBOOK if design == "single" else CODEBOOK
+
+
+def export_columns(include_platform_ids: bool = False, design: str = "paired") -> list[str]:
+    return list(codebook(design)) + ([PLATFORM_ID_COLUMN[0]] if include_platform_ids else [])
 
 
 def _cell(value):
@@ -47,41 +90,46 @@ def _cell(value):
     return "" if value is None else value
 
 
-def export_records(rows: list[dict], excluded: dict[int, str], include_platform_ids: bool = False) -> list[dict]:
+def export_records(rows: list[dict], excluded: dict[int, str], include_platform_ids: bool = False,
+                   design: str = "paired") -> list[dict]:
     """Storage rows (StudyStore.trial_rows) turned into export rows with exactly the codebook's columns."""
+    columns = export_columns(include_platform_ids, design)
     out = []
     for r in rows:
         record = {
-            **{k: r.get(k) for k in CODEBOOK if k in r},
+            **{k: r.get(k) for k in columns if k in r},
             "correct": bool(r["correct"]),
             "chose_fake": not bool(r["correct"]),
             "excluded": r["participant"] in excluded,
             "exclusion_reason": excluded.get(r["participant"], ""),
         }
+        if design == "single" and r["real_side"] in ("real", "fake"):  # kept in the pair columns (storage.py)
+            record.update(image=r["real_image"] or r["fake_image"], image_truth=r["real_side"],
+                          answer=r["chosen_side"], judged_real=r["chosen_side"] == "real")
         if include_platform_ids:
             record["platform_id"] = r.get("platform_id")
-        out.append({col: _cell(record.get(col)) for col in export_columns(include_platform_ids)})
+        out.append({col: _cell(record.get(col)) for col in columns})
     return out
 
 
-def to_csv(records: list[dict], include_platform_ids: bool = False) -> str:
+def to_csv(records: list[dict], include_platform_ids: bool = False, design: str = "paired") -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=export_columns(include_platform_ids), lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=export_columns(include_platform_ids, design), lineterminator="\n")
     writer.writeheader()
     writer.writerows(records)
     return buf.getvalue()
 
 
-def codebook_csv(include_platform_ids: bool = False) -> str:
+def codebook_csv(include_platform_ids: bool = False, design: str = "paired") -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["column", "description"])
-    writer.writerows(CODEBOOK.items())
+    writer.writerows(codebook(design).items())
     if include_platform_ids:
         writer.writerow(PLATFORM_ID_COLUMN)
     return buf.getvalue()
 
 
-def codebook_markdown(include_platform_ids: bool = False) -> str:
-    items = list(CODEBOOK.items()) + ([PLATFORM_ID_COLUMN] if include_platform_ids else [])
+def codebook_markdown(include_platform_ids: bool = False, design: str = "paired") -> str:
+    items = list(codebook(design).items()) + ([PLATFORM_ID_COLUMN] if include_platform_ids else [])
     return "| column | description |\n|---|---|\n" + "\n".join(f"| `{k}` | {v} |" for k, v in items) + "\n"

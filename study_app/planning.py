@@ -1,4 +1,4 @@
-"""Trial planning: which pairs a participant sees, on which side the real image is, in what order.
+"""Trial planning: which pairs (or single images) a participant sees, where the real one is, in what order.
 
 Deterministic: a plan is a pure function of (config, manifest, participant token, participant
 number), so it can be rebuilt and checked; the app still stores each plan with the participant so
@@ -10,6 +10,14 @@ Balance:
   and no image repeats within a participant while the set is large enough;
 - within a participant: in each condition the real image is on the left in half the trials
   (the odd one out at random) and the order is shuffled with a per-participant seed.
+
+The single-image design (design.kind = "single") shows one image per trial. In each condition half
+the trials show a real image and half a generated one; with an odd trial count the extra trial is
+real for every other participant (alternating by arrival and by condition), so that the rotation
+blocks still tile the study-wide orders and every image is shown equally often (±1). A single trial
+is a Trial whose `real_side` holds the correct answer, "real" or "fake", and whose `real_image` or
+`fake_image` (the other one is "") names the image shown. Attention checks show a scrambled image,
+whose correct answer is "fake" (generated).
 """
 from __future__ import annotations
 
@@ -21,7 +29,8 @@ import numpy as np
 from .config import StudyConfig
 from .manifest import Manifest
 
-SIDES = ("left", "right")
+SIDES = ("left", "right")       # answers in the paired design: the side chosen as real
+TRUTHS = ("real", "fake")       # answers in the single design: the image is judged real or generated
 KINDS = ("practice", "main", "attention")
 
 
@@ -30,9 +39,23 @@ class Trial:
     index: int          # position in the participant's sequence, from 0 (practice trials first)
     kind: str           # "practice", "main" or "attention"
     condition: str      # condition label; "" for attention checks
-    real_image: str     # manifest ids
-    fake_image: str
-    real_side: str      # "left" or "right"
+    real_image: str     # manifest ids. Single design: the image shown if it is real, else ""
+    fake_image: str     # single design: the image shown if it is generated (or scrambled), else ""
+    real_side: str      # the correct answer. Paired: "left" or "right"; single: "real" or "fake"
+
+    @property
+    def design(self) -> str:
+        return "single" if self.real_side in TRUTHS else "paired"
+
+    @property
+    def answers(self) -> tuple[str, str]:
+        """The answers this trial accepts: ("left", "right") or ("real", "fake")."""
+        return TRUTHS if self.real_side in TRUTHS else SIDES
+
+    @property
+    def image(self) -> str:
+        """Single design: the one image shown."""
+        return self.real_image or self.fake_image
 
     @property
     def left_image(self) -> str:
@@ -42,8 +65,8 @@ class Trial:
     def right_image(self) -> str:
         return self.fake_image if self.real_side == "left" else self.real_image
 
-    def is_correct(self, chosen_side: str) -> bool:
-        return chosen_side == self.real_side
+    def is_correct(self, answer: str) -> bool:
+        return answer == self.real_side
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -73,11 +96,33 @@ def _rotation_block(order: list[str], participant_number: int, size: int) -> lis
     return [order[(start + j) % len(order)] for j in range(size)]
 
 
-def _balanced_sides(n: int, rng: np.random.Generator) -> list[str]:
-    sides = ["left", "right"] * (n // 2)
+def _balanced_sides(n: int, rng: np.random.Generator, values: tuple[str, str] = SIDES) -> list[str]:
+    sides = list(values) * (n // 2)
     if n % 2:
-        sides.append(SIDES[int(rng.integers(2))])
+        sides.append(values[int(rng.integers(2))])
     return [sides[i] for i in rng.permutation(n)]
+
+
+def _insert_attention(main_trials: list, checks: list, rng: np.random.Generator) -> None:
+    """Insert attention-check tuples into main_trials, one in each equal stretch, never first."""
+    n_att, n_main = len(checks), len(main_trials)
+    # Insert from the back so earlier insertion points stay valid; never before the first main trial.
+    for k in reversed(range(n_att)):
+        lo = k * n_main // n_att + 1
+        hi = max(lo, (k + 1) * n_main // n_att)
+        pos = int(rng.integers(lo, hi + 1))
+        main_trials.insert(pos, checks[k])
+
+
+def _rotation(config: StudyConfig, participant_seq: int) -> int:
+    """Rotation index among the participants who share this participant's conditions."""
+    return participant_seq // len(config.conditions) if config.design.assignment == "between" else participant_seq
+
+
+def _trials(practice: list, main_trials: list) -> list[Trial]:
+    kinds = ["practice"] * len(practice) + ["attention" if cond == "" else "main" for cond, *_ in main_trials]
+    return [Trial(index=i, kind=kind, condition=cond, real_image=real, fake_image=fake, real_side=side)
+            for i, (kind, (cond, real, fake, side)) in enumerate(zip(kinds, practice + main_trials))]
 
 
 def assigned_conditions(config: StudyConfig, participant_seq: int) -> list[str]:
@@ -90,11 +135,12 @@ def assigned_conditions(config: StudyConfig, participant_seq: int) -> list[str]:
 
 def plan_trials(config: StudyConfig, manifest: Manifest, token: str, participant_seq: int) -> list[Trial]:
     """The full trial sequence for one participant: practice, then main trials with attention checks."""
+    if config.design.kind == "single":
+        return _plan_single(config, manifest, token, participant_seq)
     design = config.design
     rng = participant_rng(design.seed, token)
     conditions = assigned_conditions(config, participant_seq)
-    # Rotation index among the participants who share this participant's conditions.
-    rotation = participant_seq // len(config.conditions) if design.assignment == "between" else participant_seq
+    rotation = _rotation(config, participant_seq)
     m = design.trials_per_condition
 
     real_order = _study_order(design.seed, "real", manifest.ids("real"))
@@ -121,14 +167,8 @@ def plan_trials(config: StudyConfig, manifest: Manifest, token: str, participant
     if n_att:
         chosen = [attention_ids[i % len(attention_ids)] for i in rng.permutation(max(n_att, len(attention_ids)))[:n_att]]
         att_sides = _balanced_sides(n_att, rng)
-        n_main = len(main_trials)
-        # Insert from the back so earlier insertion points stay valid; never before the first main pair.
-        for k in reversed(range(n_att)):
-            lo = k * n_main // n_att + 1
-            hi = max(lo, (k + 1) * n_main // n_att)
-            pos = int(rng.integers(lo, hi + 1))
-            img = manifest.get(chosen[k])
-            main_trials.insert(pos, ("", img.derived_from, img.id, att_sides[k]))
+        _insert_attention(main_trials, [("", manifest.get(chosen[k]).derived_from, chosen[k], att_sides[k])
+                                        for k in range(n_att)], rng)
 
     # Practice pairs from images this participant will not see in the main block, when there are any.
     practice = []
@@ -143,6 +183,72 @@ def plan_trials(config: StudyConfig, manifest: Manifest, token: str, participant
             fake = spare_fakes[label][int(rng.integers(len(spare_fakes[label])))]
             practice.append((label, real, fake, p_sides[k]))
 
-    kinds = ["practice"] * len(practice) + ["attention" if cond == "" else "main" for cond, *_ in main_trials]
-    return [Trial(index=i, kind=kind, condition=cond, real_image=real, fake_image=fake, real_side=side)
-            for i, (kind, (cond, real, fake, side)) in enumerate(zip(kinds, practice + main_trials))]
+    return _trials(practice, main_trials)
+
+
+def _parity_count(r: int, parity: int) -> int:
+    """How many j in 0..r-1 have j % 2 == parity."""
+    return (r + 1) // 2 if parity == 0 else r // 2
+
+
+def real_count(trials_per_condition: int, rotation: int, condition_index: int) -> int:
+    """Single design: real-image trials of one condition for one participant. Half the trials; with an
+    odd count the extra trial is real when rotation + condition_index is even, else generated."""
+    m = trials_per_condition
+    return m // 2 + int(m % 2 == 1 and (rotation + condition_index) % 2 == 0)
+
+
+def _plan_single(config: StudyConfig, manifest: Manifest, token: str, participant_seq: int) -> list[Trial]:
+    """Single design: one image per trial, half real and half generated in each condition."""
+    design = config.design
+    rng = participant_rng(design.seed, token)
+    conditions = assigned_conditions(config, participant_seq)
+    rotation = _rotation(config, participant_seq)
+    m, half, odd = design.trials_per_condition, design.trials_per_condition // 2, design.trials_per_condition % 2
+    n_cond = len(conditions)
+
+    real_order = _study_order(design.seed, "real", manifest.ids("real"))
+    if not real_order:
+        raise ValueError("the manifest has no real images")
+    # The blocks of all earlier participants tile the study-wide orders: start where they ended.
+    real_start = rotation * n_cond * half + odd * sum(_parity_count(rotation, c % 2) for c in range(n_cond))
+    n_reals = [real_count(m, rotation, c) for c in range(n_cond)]
+    reals = [real_order[(real_start + j) % len(real_order)] for j in range(sum(n_reals))]
+
+    main: list[tuple[str, str, str, str]] = []  # (condition, real, fake, correct answer)
+    used_fakes: set[str] = set()
+    taken = 0
+    for c, label in enumerate(conditions):
+        fake_ids = manifest.ids("fake", label)
+        if not fake_ids:
+            raise ValueError(f"the manifest has no fake images for condition {label!r}")
+        fake_order = _study_order(design.seed, f"fake:{label}", fake_ids)
+        fake_start = rotation * half + odd * _parity_count(rotation, 1 - c % 2)
+        fakes = [fake_order[(fake_start + j) % len(fake_order)] for j in range(m - n_reals[c])]
+        used_fakes.update(fakes)
+        main += [(label, real, "", "real") for real in reals[taken:taken + n_reals[c]]]
+        main += [(label, "", fake, "fake") for fake in fakes]
+        taken += n_reals[c]
+    main_trials = [main[i] for i in rng.permutation(len(main))]
+
+    # Attention checks: a scrambled image (answer: generated), spread evenly through the main block.
+    attention_ids = manifest.ids("attention")
+    n_att = design.attention_checks if attention_ids else 0
+    if n_att:
+        chosen = [attention_ids[i % len(attention_ids)] for i in rng.permutation(max(n_att, len(attention_ids)))[:n_att]]
+        _insert_attention(main_trials, [("", "", image, "fake") for image in chosen], rng)
+
+    # Practice images, real and generated in turn at random, from images the main block does not use.
+    practice = []
+    if design.practice_trials:
+        spare_reals = [r for r in real_order if r not in set(reals)] or real_order
+        spare_fakes = {label: [f for f in manifest.ids("fake", label) if f not in used_fakes] or manifest.ids("fake", label)
+                       for label in conditions}
+        truths = _balanced_sides(design.practice_trials, rng, TRUTHS)
+        for k, truth in enumerate(truths):
+            label = conditions[k % n_cond]
+            if truth == "real":
+                practice.append((label, spare_reals[int(rng.integers(len(spare_reals)))], "", "real"))
+            else:
+                practice.append((label, "", spare_fakes[label][int(rng.integers(len(spare_fakes[label])))], "fake"))
+    return _trials(practice, main_trials)

@@ -4,7 +4,9 @@
   participant would: briefing, consent, instructions, practice with feedback, trials, debrief.
 - `write_synthetic_images` draws small image sets, so no image set is ever committed;
 - `simulated_rows` makes trial rows with a known accuracy and a known within-participant
-  correlation (beta-binomial), to check that the statistics recover what was put in.
+  correlation (beta-binomial), to check that the statistics recover what was put in;
+  `simulated_single_rows` does the same for the single-image design with known hit and
+  false-alarm rates.
 """
 from __future__ import annotations
 
@@ -99,11 +101,15 @@ class AppSession:
         return self.at.query_params.get("p")
 
     def current_trial(self) -> int | None:
-        """Index of the pair on screen, or None when no pair is shown."""
+        """Index of the trial on screen (a pair or a single image), or None when none is shown."""
         for key in self.button_keys():
-            if key and key.startswith("answer-") and key.endswith("-left"):
+            if key and key.startswith("answer-"):
                 return int(key.split("-")[1])
         return None
+
+    def answer_options(self) -> list[str]:
+        """The answers the buttons on screen offer: ["left", "right"] or ["real", "fake"]."""
+        return [key.split("-", 2)[2] for key in self.button_keys() if key and key.startswith("answer-")]
 
     def texts(self) -> str:
         parts = [e.value for kind in ("title", "markdown", "info", "success", "error", "caption", "warning")
@@ -128,12 +134,13 @@ class AppSession:
             raise RuntimeError(f"no pair on screen (buttons: {self.button_keys()})")
         return self.click(f"answer-{index}-{side}")
 
-    def step(self, choose: Callable[[int], str]) -> str | None:
-        """Take the next action the screen asks for; returns what was done, None at the debrief."""
+    def step(self, choose: Callable[[int], str] | None = None) -> str | None:
+        """Take the next action the screen asks for; returns what was done, None at the debrief.
+        choose(trial index) gives the answer; by default the first button ("left" or "real")."""
         keys = self.button_keys()
         index = self.current_trial()
         if index is not None:
-            self.click(f"answer-{index}-{choose(index)}")
+            self.click(f"answer-{index}-{choose(index) if choose else self.answer_options()[0]}")
             return "answer"
         for key, action in (("start-trials", "start"), ("start-main", "start-main")):
             if key in keys:
@@ -145,7 +152,7 @@ class AppSession:
             return "feedback"
         return None
 
-    def run_to_end(self, choose: Callable[[int], str] = lambda index: "left", max_steps: int = 10_000) -> int:
+    def run_to_end(self, choose: Callable[[int], str] | None = None, max_steps: int = 10_000) -> int:
         """Answer until the debrief; returns the number of answers given."""
         answers = 0
         for _ in range(max_steps):
@@ -180,6 +187,45 @@ def simulated_rows(n_participants: int, trials_per_participant: int, accuracy: f
                 condition=condition if kind == "main" else "", real_image=f"real/{rng.integers(200)}.png",
                 fake_image=f"{condition}/{rng.integers(200)}.png", real_side=real_side, chosen_side=chosen,
                 correct=bool(correct), rt_ms=float(rng.gamma(4, 300))))
+    return rows
+
+
+def simulated_single_rows(n_participants: int, trials_per_participant: int, hit_rate: float,
+                          false_alarm_rate: float, *, icc: float = 0.0, condition: str = "A", seed: int = 0,
+                          first_participant: int = 1, attention_checks: int = 0,
+                          attention_accuracy: float = 1.0) -> list[dict]:
+    """Trial rows of the single-image design: half the main trials show a real image, judged real with
+    probability hit_rate, half a generated one, judged real with probability false_alarm_rate. With
+    icc > 0 each participant's two rates are Beta-distributed around those means (the mean over
+    participants stays hit_rate and false_alarm_rate)."""
+    rng = np.random.default_rng(seed)
+
+    def rates(mean):
+        if icc > 0:
+            strength = (1 - icc) / icc
+            return rng.beta(mean * strength, (1 - mean) * strength, size=n_participants)
+        return np.full(n_participants, mean)
+
+    h, f = rates(hit_rate), rates(false_alarm_rate)
+    rows = []
+    for i in range(n_participants):
+        pid = first_participant + i
+        truths = ["real"] * (trials_per_participant - trials_per_participant // 2) + ["fake"] * (trials_per_participant // 2)
+        truths = [truths[j] for j in rng.permutation(len(truths))] + ["attention"] * attention_checks
+        for t, truth in enumerate(truths):
+            if truth == "attention":
+                says_real = rng.random() >= attention_accuracy
+                real, fake, kind, cond, truth = "", f"attention/{rng.integers(20)}.png", "attention", "", "fake"
+            else:
+                says_real = rng.random() < (h[i] if truth == "real" else f[i])
+                real = f"real/{rng.integers(200)}.png" if truth == "real" else ""
+                fake = "" if truth == "real" else f"{condition}/{rng.integers(200)}.png"
+                kind, cond = "main", condition
+            answer = "real" if says_real else "fake"
+            rows.append(dict(
+                participant=pid, participant_status="completed", trial_index=t, trial_kind=kind, condition=cond,
+                real_image=real, fake_image=fake, real_side=truth, chosen_side=answer, correct=answer == truth,
+                rt_ms=float(rng.gamma(4, 300))))
     return rows
 
 

@@ -1,6 +1,10 @@
-"""Statistics for paired real-vs-fake 2AFC studies: pure functions on numbers and trial rows.
+"""Statistics for real-vs-fake studies: pure functions on numbers and trial rows.
 
-Accuracy = share of pairs in which the participant picked the real image; 50% is chance.
+Two designs. Paired (2AFC): accuracy = share of pairs in which the participant picked the real
+image. Single image (HYPE∞ style): accuracy = share of images classified correctly, real as real
+and generated as generated (1 − accuracy is the HYPE∞ error rate); errors on real images and on
+generated images (the fool rate) are reported separately, with hit and false-alarm rates, d′ and
+the criterion c. In both designs 50% is chance.
 Trials are clustered within participants, so every trial-level result (exact binomial test,
 Wilson / Clopper–Pearson intervals, exact TOST) comes with a participant-level counterpart
 (bootstrap over participants, t-tests on per-participant accuracy), and claims need both.
@@ -93,24 +97,36 @@ def tost_participants(accuracies: Sequence[float], margin: float, p0: float = 0.
     return float(max(p_low, p_high))
 
 
+def bootstrap_sums(columns: Sequence[Sequence[float]], *, resamples: int = 10000, seed: int = 0) -> np.ndarray:
+    """Participant bootstrap: each column holds one count per participant; for every resample of the
+    participants (with replacement) the column sums. Shape (resamples, len(columns))."""
+    data = np.asarray(columns, dtype=float).T          # participants x columns
+    n = data.shape[0]
+    rng = np.random.default_rng(seed)
+    sums = np.empty((resamples, data.shape[1]))
+    chunk = max(1, 2_000_000 // n)  # bound memory: chunk x n counts at a time
+    for start in range(0, resamples, chunk):
+        size = min(chunk, resamples - start)
+        counts = rng.multinomial(n, np.full(n, 1 / n), size=size)
+        sums[start:start + size] = counts @ data
+    return sums
+
+
+def percentile_interval(estimates: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    a = (1 - level) / 2
+    low, high = np.quantile(estimates, [a, 1 - a])
+    return (float(low), float(high))
+
+
 def bootstrap_participants(correct: Sequence[int], trials: Sequence[int], *, resamples: int = 10000,
                            level: float = 0.95, seed: int = 0) -> tuple[float, float]:
     """Percentile interval of pooled accuracy, resampling participants with replacement (HYPE)."""
     correct = np.asarray(correct, dtype=float)
     trials = np.asarray(trials, dtype=float)
-    n = correct.size
-    if n == 0 or trials.sum() == 0:
+    if correct.size == 0 or trials.sum() == 0:
         return (math.nan, math.nan)
-    rng = np.random.default_rng(seed)
-    estimates = np.empty(resamples)
-    chunk = max(1, 2_000_000 // n)  # bound memory: chunk x n counts at a time
-    for start in range(0, resamples, chunk):
-        size = min(chunk, resamples - start)
-        counts = rng.multinomial(n, np.full(n, 1 / n), size=size)
-        estimates[start:start + size] = (counts @ correct) / np.maximum(counts @ trials, 1)
-    a = (1 - level) / 2
-    low, high = np.quantile(estimates, [a, 1 - a])
-    return (float(low), float(high))
+    sums = bootstrap_sums([correct, trials], resamples=resamples, seed=seed)
+    return percentile_interval(sums[:, 0] / np.maximum(sums[:, 1], 1), level)
 
 
 def icc_binary(correct: Sequence[int], trials: Sequence[int]) -> float:
@@ -158,6 +174,30 @@ def position_sdt(real_left_chose_left: int, real_left: int, real_right_chose_lef
     f = (real_right_chose_left + 0.5) / (real_right + 1)
     zh, zf = sps.norm.ppf(h), sps.norm.ppf(f)
     return float((zh - zf) / math.sqrt(2)), float(-(zh + zf) / 2)
+
+
+SDT_CORRECTION = ("log-linear correction (Hautus 1995): H = (hits + 0.5) / (real trials + 1), "
+                  "F = (false alarms + 0.5) / (fake trials + 1), applied to every table")
+
+
+def loglinear_rate(k, n):
+    """(k + 0.5) / (n + 1): the log-linear correction, which keeps rates of 0 and 1 finite in z."""
+    return (np.asarray(k, dtype=float) + 0.5) / (np.asarray(n, dtype=float) + 1)
+
+
+def sdt_yes_no(hits: int, signal_trials: int, false_alarms: int, noise_trials: int) -> tuple[float, float]:
+    """(d′, c) of a yes/no observer: d′ = z(H) − z(F), c = −(z(H) + z(F)) / 2.
+
+    Single-image design: the "signal" is a real image and "yes" the answer "real", so H is the share
+    of real images judged real and F the share of generated images judged real (the fool rate).
+    c > 0 is a bias toward answering "generated", c < 0 toward "real". H and F use the log-linear
+    correction (Hautus 1995) on every table, not only on rates of 0 or 1, so that d′ is finite and
+    has no jump where a count reaches 0 or n."""
+    if signal_trials <= 0 or noise_trials <= 0:
+        return (math.nan, math.nan)
+    zh = float(sps.norm.ppf(loglinear_rate(hits, signal_trials)))
+    zf = float(sps.norm.ppf(loglinear_rate(false_alarms, noise_trials)))
+    return (zh - zf, -(zh + zf) / 2)
 
 
 # -- multiple comparisons -----------------------------------------------------------------------------
@@ -334,6 +374,54 @@ class ConditionResult:
 
 
 @dataclass
+class SingleConditionResult:
+    """One condition of a single-image study. Real trials belong to a condition's block (each condition
+    gets its own half of real images), so real-image error is reported per condition too."""
+    condition: str
+    participants: int
+    trials: int                       # real + generated images (main trials)
+    correct: int
+    accuracy: float                   # share classified correctly; 1 − accuracy = HYPE∞ error rate
+    p_value: float                    # exact binomial, two-sided, vs 50%
+    p_value_holm: float
+    ci_exact: tuple[float, float]     # Clopper–Pearson 95%
+    ci_wilson: tuple[float, float]
+    ci_bootstrap: tuple[float, float] # participants resampled
+    participant_mean_accuracy: float
+    participant_p_value: float        # t-test of per-participant accuracy vs 50%
+    participant_p_value_holm: float
+    real_trials: int
+    real_judged_fake: int
+    real_error: float                 # share of real images judged generated
+    real_error_ci_exact: tuple[float, float]
+    real_error_ci_wilson: tuple[float, float]
+    real_error_ci_bootstrap: tuple[float, float]
+    fake_trials: int
+    fake_judged_real: int
+    fake_error: float                 # share of generated images judged real = fool rate
+    fake_error_ci_exact: tuple[float, float]
+    fake_error_ci_wilson: tuple[float, float]
+    fake_error_ci_bootstrap: tuple[float, float]
+    hit_rate: float                   # H: real images judged real (= 1 − real_error), uncorrected
+    false_alarm_rate: float           # F: generated images judged real (= fake_error), uncorrected
+    dprime: float                     # z(H) − z(F), log-linear corrected H and F
+    dprime_ci_bootstrap: tuple[float, float]
+    criterion_c: float                # −(z(H) + z(F)) / 2; > 0 = bias toward answering "generated"
+    criterion_ci_bootstrap: tuple[float, float]
+    sdt_correction: str
+    real_answer_rate: float           # share of "real" answers
+    real_answer_p_value: float        # exact binomial test of "real" answers vs the share of real images
+    tost_p_trials: float              # exact binomial TOST within 50% ± margin
+    tost_p_participants: float        # t-based TOST on per-participant accuracy
+    tost_p_holm: float                # the larger of the two, Holm-adjusted across conditions
+    icc: float
+    design_effect: float
+    different: bool
+    equivalent: bool
+    verdict: str
+
+
+@dataclass
 class StudyReport:
     alpha: float
     margin: float
@@ -343,11 +431,12 @@ class StudyReport:
     excluded: dict[int, str]                  # participant -> reason (pre-declared rule)
     incomplete: list[int]                     # participants left out because they did not finish
     attention_accuracy: float
-    conditions: list[ConditionResult]
+    conditions: list[ConditionResult] | list[SingleConditionResult]
     images: list[ImageStat]
     power: PowerPlan
     verdict: str
     notes: list[str] = field(default_factory=list)
+    design: str = "paired"                    # "paired" (2AFC) or "single" (one image per trial)
 
     def to_dict(self) -> dict:
         """Plain JSON-ready data (NaN and infinities become None)."""
@@ -415,11 +504,25 @@ def _beta_binomial_shrink(judged: np.ndarray, views: np.ndarray) -> np.ndarray:
     return (judged + strength * pbar) / (views + strength)
 
 
+def is_single_row(row: dict) -> bool:
+    """A trial row of the single-image design (real_side holds the correct answer, "real" or "fake")."""
+    return row["real_side"] in ("real", "fake")
+
+
 def image_stats(rows: Iterable[dict], *, min_views: int) -> list[ImageStat]:
-    """Per-image counts from main trials: how often each fake fooled people, each real was picked."""
+    """Per-image counts from main trials: how often each fake fooled people (was picked as, or judged,
+    real) and how often each real image was picked as or judged real."""
     counts: dict[tuple[str, str, str], list[int]] = {}
     for r in rows:
         if r["trial_kind"] != "main":
+            continue
+        if is_single_row(r):   # one image: judged real or not
+            judged_real = r["chosen_side"] == "real"
+            shown = (("real", r["real_image"]),) if r["real_side"] == "real" else (("fake", r["fake_image"]),)
+            for role, image in shown:
+                c = counts.setdefault((role, r["condition"], image), [0, 0])
+                c[0] += 1
+                c[1] += judged_real
             continue
         chose_real = bool(r["correct"])
         for role, image in (("fake", r["fake_image"]), ("real", r["real_image"])):
@@ -442,14 +545,22 @@ def image_stats(rows: Iterable[dict], *, min_views: int) -> list[ImageStat]:
     return out
 
 
-def _verdict(res: ConditionResult, margin: float, alpha: float, plan: PowerPlan) -> str:
+_WORDS = {
+    "paired": {"unit": "pairs", "better": "people picked the real image more often than chance"},
+    "single": {"unit": "images", "better": "people classified the images (real as real, generated as generated) "
+                                           "correctly more often than chance"},
+}
+
+
+def _verdict(res, margin: float, alpha: float, plan: PowerPlan, design: str = "paired") -> str:
+    words = _WORDS[design]
     acc = f"accuracy {res.accuracy:.1%} (95% CI {res.ci_exact[0]:.1%}–{res.ci_exact[1]:.1%}, " \
           f"participant bootstrap {res.ci_bootstrap[0]:.1%}–{res.ci_bootstrap[1]:.1%})"
     if res.different and res.equivalent:
         return (f"DISTINGUISHABLE, BUT ONLY SLIGHTLY: {acc} differs from 50% (p_holm={res.p_value_holm:.3g}) "
                 f"yet lies within the ±{margin:.0%} equivalence margin (TOST p_holm={res.tost_p_holm:.3g}).")
     if res.different and res.accuracy > 0.5:
-        return (f"DISTINGUISHABLE: people picked the real image more often than chance; {acc}; exact binomial "
+        return (f"DISTINGUISHABLE: {words['better']}; {acc}; exact binomial "
                 f"p_holm={res.p_value_holm:.3g}, participant-level p_holm={res.participant_p_value_holm:.3g}. "
                 "'Indistinguishable' is not supported.")
     if res.different:
@@ -458,21 +569,74 @@ def _verdict(res: ConditionResult, margin: float, alpha: float, plan: PowerPlan)
         return (f"INDISTINGUISHABLE WITHIN ±{margin:.0%} IS SUPPORTED: {acc}; equivalence test (TOST) against "
                 f"50% ± {margin:.0%}: p_holm={res.tost_p_holm:.3g} at trial and participant level.")
     need = plan.participants_for_equivalence
-    advice = (f" About {need} participants × {plan.trials_per_participant} pairs would give "
+    advice = (f" About {need} participants × {plan.trials_per_participant} {words['unit']} would give "
               f"{plan.target_power:.0%} power to show equivalence within ±{margin:.0%}." if need else "")
     return (f"INCONCLUSIVE — 'indistinguishable' is NOT supported: {acc}; no significant difference from 50% "
             f"(p_holm={res.p_value_holm:.3g}), but equivalence within ±{margin:.0%} is not shown either "
             f"(TOST p_holm={res.tost_p_holm:.3g}). A non-significant test is not evidence of no difference.{advice}")
 
 
-def analyse(rows: Sequence[dict], *, conditions: Sequence[str], alpha: float = 0.05, margin: float = 0.05,
-            min_attention_correct: float = 1.0, exclude_median_rt_below_ms: int = 0,
+def _single_stats(main: list[dict], resamples: int, seed: int) -> dict:
+    """The single-design fields of one condition: error rates on real and on generated images, H, F, d′, c,
+    each with intervals; the bootstrap resamples participants (one draw shared by every statistic)."""
+    per: dict[int, list[int]] = {}
+    for r in main:  # participant -> [correct, trials, real trials, real judged fake, fake trials, fake judged real]
+        c = per.setdefault(r["participant"], [0, 0, 0, 0, 0, 0])
+        c[0] += bool(r["correct"])
+        c[1] += 1
+        if r["real_side"] == "real":
+            c[2] += 1
+            c[3] += r["chosen_side"] != "real"
+        else:
+            c[4] += 1
+            c[5] += r["chosen_side"] == "real"
+    cols = np.array(list(per.values()), dtype=float).reshape(-1, 6).T
+    _, _, nr, er, nf, fr = (int(v) for v in cols.sum(axis=1))
+    nan2 = (math.nan, math.nan)
+    boot = {"ci_bootstrap": nan2, "real_error_ci_bootstrap": nan2, "fake_error_ci_bootstrap": nan2,
+            "dprime_ci_bootstrap": nan2, "criterion_ci_bootstrap": nan2}
+    if per:
+        sums = bootstrap_sums(cols, resamples=resamples, seed=seed)
+        boot["ci_bootstrap"] = percentile_interval(sums[:, 0] / np.maximum(sums[:, 1], 1))
+        if nr:
+            boot["real_error_ci_bootstrap"] = percentile_interval(sums[:, 3] / np.maximum(sums[:, 2], 1))
+        if nf:
+            boot["fake_error_ci_bootstrap"] = percentile_interval(sums[:, 5] / np.maximum(sums[:, 4], 1))
+        if nr and nf:
+            zh = sps.norm.ppf(loglinear_rate(sums[:, 2] - sums[:, 3], sums[:, 2]))
+            zf = sps.norm.ppf(loglinear_rate(sums[:, 5], sums[:, 4]))
+            boot["dprime_ci_bootstrap"] = percentile_interval(zh - zf)
+            boot["criterion_ci_bootstrap"] = percentile_interval(-(zh + zf) / 2)
+    dprime, criterion = sdt_yes_no(nr - er, nr, fr, nf)
+    real_answers = (nr - er) + fr
+    return dict(
+        real_trials=nr, real_judged_fake=er, real_error=er / nr if nr else math.nan,
+        real_error_ci_exact=clopper_pearson_interval(er, nr), real_error_ci_wilson=wilson_interval(er, nr),
+        fake_trials=nf, fake_judged_real=fr, fake_error=fr / nf if nf else math.nan,
+        fake_error_ci_exact=clopper_pearson_interval(fr, nf), fake_error_ci_wilson=wilson_interval(fr, nf),
+        hit_rate=(nr - er) / nr if nr else math.nan, false_alarm_rate=fr / nf if nf else math.nan,
+        dprime=dprime, criterion_c=criterion, sdt_correction=SDT_CORRECTION,
+        real_answer_rate=real_answers / (nr + nf) if nr + nf else math.nan,
+        real_answer_p_value=binomial_test(real_answers, nr + nf, nr / (nr + nf)) if nr and nf else math.nan,
+        **boot)
+
+
+def analyse(rows: Sequence[dict], *, conditions: Sequence[str], design: str = "paired", alpha: float = 0.05,
+            margin: float = 0.05, min_attention_correct: float = 1.0, exclude_median_rt_below_ms: int = 0,
             include_incomplete: bool = False, min_views_per_image: int = 10, bootstrap_resamples: int = 10000,
             trials_per_participant: int = 20, assumed_icc: float = 0.027, target_power: float = 0.8,
             seed: int = 0) -> StudyReport:
     """Analyse exported trial rows (keys: participant, participant_status, trial_kind, condition,
-    real_image, fake_image, real_side, chosen_side, correct, rt_ms)."""
+    real_image, fake_image, real_side, chosen_side, correct, rt_ms) of a "paired" or "single" study."""
+    if design not in _WORDS:
+        raise ValueError(f"design must be 'paired' or 'single', got {design!r}")
     rows = list(rows)
+    early_notes = []
+    other = [r for r in rows if is_single_row(r) != (design == "single")]
+    if other:  # the config's design was changed after these answers were given
+        rows = [r for r in rows if is_single_row(r) == (design == "single")]
+        early_notes.append(f"{len(other)} answers from the other design ({len({r['participant'] for r in other})} "
+                           f"participants) are left out: this is a {design} study.")
     all_participants = sorted({r["participant"] for r in rows})
     incomplete = sorted({r["participant"] for r in rows if r["participant_status"] != "completed"})
     incomplete_set = set() if include_incomplete else set(incomplete)
@@ -511,35 +675,40 @@ def analyse(rows: Sequence[dict], *, conditions: Sequence[str], alpha: float = 0
         acc = correct / trials if trials else math.nan
         per_acc = k / np.maximum(n, 1)
         ci = clopper_pearson_interval(correct, trials)
+        icc = icc_binary(k, n)
+        common = dict(
+            condition=label, participants=int(k.size), trials=trials, correct=correct, accuracy=acc,
+            p_value=binomial_test(correct, trials), ci_exact=ci, ci_wilson=wilson_interval(correct, trials),
+            participant_mean_accuracy=float(per_acc.mean()) if k.size else math.nan,
+            participant_p_value=t_test_participants(per_acc),
+            tost_p_trials=tost_binomial(correct, trials, margin), tost_p_participants=tost_participants(per_acc, margin),
+            icc=icc, design_effect=design_effect(float(n.mean()) if n.size else 1.0, 0.0 if math.isnan(icc) else icc))
+        if design == "single":
+            results.append(dict(common, **_single_stats(main, bootstrap_resamples, seed)))
+            continue
         left = sum(r["chosen_side"] == "left" for r in main)
         rl = [r for r in main if r["real_side"] == "left"]
         rr = [r for r in main if r["real_side"] == "right"]
         d_pos, c_pos = position_sdt(sum(r["chosen_side"] == "left" for r in rl), len(rl),
                                     sum(r["chosen_side"] == "left" for r in rr), len(rr))
-        icc = icc_binary(k, n)
         results.append(dict(
-            condition=label, participants=int(k.size), trials=trials, correct=correct, accuracy=acc,
-            p_value=binomial_test(correct, trials), ci_exact=ci, ci_wilson=wilson_interval(correct, trials),
-            ci_bootstrap=bootstrap_participants(k, n, resamples=bootstrap_resamples, seed=seed),
-            participant_mean_accuracy=float(per_acc.mean()) if k.size else math.nan,
-            participant_p_value=t_test_participants(per_acc),
+            common, ci_bootstrap=bootstrap_participants(k, n, resamples=bootstrap_resamples, seed=seed),
             dprime=dprime_2afc(acc, trials) if trials else math.nan,
             dprime_ci=(dprime_2afc(ci[0], trials), dprime_2afc(ci[1], trials)) if trials else (math.nan, math.nan),
             left_choice_rate=left / trials if trials else math.nan,
-            position_p_value=binomial_test(left, trials), position_bias_c=c_pos, dprime_bias_corrected=d_pos,
-            tost_p_trials=tost_binomial(correct, trials, margin), tost_p_participants=tost_participants(per_acc, margin),
-            icc=icc, design_effect=design_effect(float(n.mean()) if n.size else 1.0, 0.0 if math.isnan(icc) else icc)))
+            position_p_value=binomial_test(left, trials), position_bias_c=c_pos, dprime_bias_corrected=d_pos))
 
     p_holm = holm([r["p_value"] for r in results])
     pp_holm = holm([r["participant_p_value"] for r in results])
     tost_holm = holm([max(r["tost_p_trials"], r["tost_p_participants"]) for r in results])
+    result_class = SingleConditionResult if design == "single" else ConditionResult
     condition_results = []
     for r, ph, pph, th in zip(results, p_holm, pp_holm, tost_holm):
         different = bool(ph < alpha and pph < alpha)   # NaN compares False: one participant proves nothing
         equivalent = bool(th < alpha)
-        res = ConditionResult(**r, p_value_holm=ph, participant_p_value_holm=pph, tost_p_holm=th,
-                              different=different, equivalent=equivalent, verdict="")
-        res.verdict = _verdict(res, margin, alpha, plan) if res.trials else "NO DATA for this condition yet."
+        res = result_class(**r, p_value_holm=ph, participant_p_value_holm=pph, tost_p_holm=th,
+                           different=different, equivalent=equivalent, verdict="")
+        res.verdict = _verdict(res, margin, alpha, plan, design) if res.trials else "NO DATA for this condition yet."
         condition_results.append(res)
 
     supported = [c.condition for c in condition_results if c.equivalent and not c.different]
@@ -553,7 +722,7 @@ def analyse(rows: Sequence[dict], *, conditions: Sequence[str], alpha: float = 0
     else:
         verdict = f"'Indistinguishable' (within ±{margin:.0%}) is NOT supported for any condition."
 
-    notes = []
+    notes = list(early_notes)
     if len(conditions) > 1:
         notes.append(f"Holm correction across {len(conditions)} conditions (family-wise α = {alpha}).")
     if any(s.undersampled for s in image_stats(kept, min_views=min_views_per_image)):
@@ -566,7 +735,7 @@ def analyse(rows: Sequence[dict], *, conditions: Sequence[str], alpha: float = 0
         excluded=excluded, incomplete=incomplete if not include_incomplete else [],
         attention_accuracy=sum(attention) / len(attention) if attention else math.nan,
         conditions=condition_results, images=image_stats(kept, min_views=min_views_per_image),
-        power=plan, verdict=verdict, notes=notes)
+        power=plan, verdict=verdict, notes=notes, design=design)
 
 
 def _pct(x: float) -> str:
@@ -577,8 +746,65 @@ def _needed(trials: int | None, participants: int | None) -> str:
     return f"{trials} independent trials ≈ {participants} participants" if trials else "not reachable"
 
 
-def format_report(report: StudyReport, *, max_images: int = 10) -> str:
-    """Plain-text report for the terminal and the admin page."""
+def _ci(ci: tuple[float, float]) -> str:
+    return f"{_pct(ci[0]).strip()}–{_pct(ci[1]).strip()}"
+
+
+def _num_ci(ci: tuple[float, float]) -> str:
+    return "n/a" if any(v is None or math.isnan(v) for v in ci) else f"{ci[0]:.2f} to {ci[1]:.2f}"
+
+
+def _single_lines(report: StudyReport) -> list[str]:
+    """Header, table and per-condition details of a single-image study."""
+    lines = [
+        f"Participants: {report.participants_total} with answers, {report.participants_analysed} analysed, "
+        f"{len(report.excluded)} excluded, {len(report.incomplete)} incomplete (not analysed).",
+        f"Exclusion rule (pre-declared): {report.exclusion_rule}.",
+        f"Attention checks of analysed participants: {_pct(report.attention_accuracy).strip()} correct.",
+        "Design: single image per trial (real or generated?). Accuracy = share of images classified correctly "
+        f"(real as real, generated as generated); 50% is chance; HYPE∞ error = 1 − accuracy. α = {report.alpha}, "
+        f"equivalence margin ±{report.margin:.0%}.",
+        "Real error = real images judged generated; fake error (fool rate) = generated images judged real. "
+        "H = real judged real, F = generated judged real; d′ = z(H) − z(F), c = −(z(H) + z(F))/2 "
+        "(c > 0: bias toward 'generated'), with the " + SDT_CORRECTION + ".",
+        "",
+        f"{'condition':<16} {'people':>6} {'trials':>6} {'acc':>6} {'exact 95% CI':>15} {'bootstrap CI':>15} "
+        f"{'p':>7} {'p_holm':>7} {'realerr':>7} {'fakeerr':>7} {'d′':>6} {'c':>6} {'TOST p':>7}",
+    ]
+    for c in report.conditions:
+        if not c.trials:
+            lines.append(f"{c.condition:<16} {0:>6} {0:>6}   (no answers yet)")
+            continue
+        lines.append(
+            f"{c.condition:<16} {c.participants:>6} {c.trials:>6} {_pct(c.accuracy)} "
+            f"{_pct(c.ci_exact[0])}–{_pct(c.ci_exact[1]).strip():>6} {_pct(c.ci_bootstrap[0])}–{_pct(c.ci_bootstrap[1]).strip():>6} "
+            f"{c.p_value:>7.3g} {c.p_value_holm:>7.3g}  {_pct(c.real_error)}  {_pct(c.fake_error)} "
+            f"{c.dprime:>6.2f} {c.criterion_c:>+6.2f} {c.tost_p_holm:>7.3g}")
+    lines.append("")
+    for c in report.conditions:
+        lines.append(f"[{c.condition}] {c.verdict}")
+        if not c.trials:
+            continue
+        lines += [
+            f"    Wilson 95% CI {_ci(c.ci_wilson)}; HYPE∞ error {_pct(1 - c.accuracy).strip()}; mean participant "
+            f"accuracy {_pct(c.participant_mean_accuracy).strip()} (t-test p = {c.participant_p_value:.3g}); "
+            f"ICC = {c.icc:.3f}, design effect {c.design_effect:.2f}.",
+            f"    Real images judged generated: {c.real_judged_fake}/{c.real_trials} = {_pct(c.real_error).strip()} "
+            f"(exact 95% CI {_ci(c.real_error_ci_exact)}, Wilson {_ci(c.real_error_ci_wilson)}, "
+            f"bootstrap {_ci(c.real_error_ci_bootstrap)}).",
+            f"    Generated images judged real (fool rate): {c.fake_judged_real}/{c.fake_trials} = "
+            f"{_pct(c.fake_error).strip()} (exact 95% CI {_ci(c.fake_error_ci_exact)}, Wilson {_ci(c.fake_error_ci_wilson)}, "
+            f"bootstrap {_ci(c.fake_error_ci_bootstrap)}).",
+            f"    H = {_pct(c.hit_rate).strip()}, F = {_pct(c.false_alarm_rate).strip()}: d′ = {c.dprime:.2f} "
+            f"(bootstrap 95% CI {_num_ci(c.dprime_ci_bootstrap)}), c = {c.criterion_c:+.2f} "
+            f"(bootstrap 95% CI {_num_ci(c.criterion_ci_bootstrap)}); 'real' answers {_pct(c.real_answer_rate).strip()} "
+            f"(p = {c.real_answer_p_value:.3g} against the share of real images).",
+        ]
+    return lines
+
+
+def _paired_lines(report: StudyReport) -> list[str]:
+    """Header, table and per-condition details of a paired (2AFC) study."""
     lines = [
         f"Participants: {report.participants_total} with answers, {report.participants_analysed} analysed, "
         f"{len(report.excluded)} excluded, {len(report.incomplete)} incomplete (not analysed).",
@@ -607,10 +833,17 @@ def format_report(report: StudyReport, *, max_images: int = 10) -> str:
                      f"d′ 95% CI {c.dprime_ci[0]:.2f} to {c.dprime_ci[1]:.2f}; side bias c = {c.position_bias_c:+.2f} "
                      f"(left answers p = {c.position_p_value:.3g}); ICC = {c.icc:.3f}, design effect {c.design_effect:.2f}; "
                      f"mean participant accuracy {_pct(c.participant_mean_accuracy).strip()} (t-test p = {c.participant_p_value:.3g}).")
+    return lines
+
+
+def format_report(report: StudyReport, *, max_images: int = 10) -> str:
+    """Plain-text report for the terminal and the admin page."""
+    unit = _WORDS[report.design]["unit"]
+    lines = _single_lines(report) if report.design == "single" else _paired_lines(report)
     p = report.power
     lines += [
         "",
-        f"Power plan ({p.trials_per_participant} pairs per participant, ICC {p.icc:.3f} {p.icc_source}, "
+        f"Power plan ({p.trials_per_participant} {unit} per participant, ICC {p.icc:.3f} {p.icc_source}, "
         f"design effect {p.design_effect:.2f}, α = {p.alpha}, power {p.target_power:.0%}):",
         f"    to detect {p.detect_accuracy:.0%} accuracy: {_needed(p.trials_to_detect, p.participants_to_detect)}",
         f"    to show equivalence within ±{p.margin:.0%}: "

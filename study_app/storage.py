@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 
-from .planning import SIDES, Trial
+from .planning import SIDES, TRUTHS, Trial
 
 SCHEMA_VERSION = 1
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -58,6 +58,8 @@ responses = sa.Table(
     sa.Column("condition", sa.String(64), nullable=False),
     sa.Column("real_image", sa.String(512), nullable=False),
     sa.Column("fake_image", sa.String(512), nullable=False),
+    # Paired design: sides "left"/"right". Single design (one image): real_side holds the correct answer
+    # and chosen_side the answer, "real" or "fake"; real_image or fake_image is the image shown, the other "".
     sa.Column("real_side", sa.String(8), nullable=False),
     sa.Column("chosen_side", sa.String(8), nullable=False),
     sa.Column("correct", sa.Boolean, nullable=False),
@@ -340,13 +342,15 @@ class StudyStore:
 
     def record_answer(self, token: str, trial_index: int, chosen_side: str, *, rt_ms: float | None = None,
                       shown_at: datetime | None = None, client: dict | None = None) -> AnswerOutcome:
-        """Store the answer to the participant's current trial, exactly once.
+        """Store the answer to the participant's current trial, exactly once. `chosen_side` is the side
+        chosen as real ("left"/"right") in the paired design, "real" or "fake" in the single design.
 
         Returns status "duplicate" (and the stored answer, unchanged) when that trial was already
         answered; raises NotCurrentTrial for a trial further ahead, UnknownParticipant for an
         unknown or withdrawn token, ParticipantFinished when every trial is answered."""
-        if chosen_side not in SIDES:
-            raise ValueError(f"chosen_side must be 'left' or 'right', got {chosen_side!r}")
+        if chosen_side not in SIDES + TRUTHS:
+            raise ValueError(f"chosen_side must be 'left' or 'right' (paired) or 'real' or 'fake' (single), "
+                             f"got {chosen_side!r}")
 
         def attempt():
             with self._write() as conn:
@@ -363,6 +367,8 @@ class StudyStore:
                 if trial_index != answered:
                     raise NotCurrentTrial(f"trial {trial_index} is not the current trial ({answered})")
                 trial = Trial.from_dict(json.loads(row.plan)[trial_index])
+                if chosen_side not in trial.answers:
+                    raise ValueError(f"trial {trial_index} takes the answers {trial.answers}, got {chosen_side!r}")
                 now = _utcnow()
                 correct = trial.is_correct(chosen_side)
                 conn.execute(responses.insert().values(

@@ -73,7 +73,7 @@ class Study:
         a, d = self.config.analysis, self.config.design
         return stats.analyse(
             self.store.trial_rows() if rows is None else rows, conditions=self.config.condition_labels(),
-            alpha=a.alpha, margin=a.equivalence_margin, min_attention_correct=a.min_attention_correct,
+            design=d.kind, alpha=a.alpha, margin=a.equivalence_margin, min_attention_correct=a.min_attention_correct,
             exclude_median_rt_below_ms=a.exclude_median_rt_below_ms, include_incomplete=a.include_incomplete,
             min_views_per_image=a.min_views_per_image, bootstrap_resamples=a.bootstrap_resamples,
             trials_per_participant=d.trials_per_condition, assumed_icc=a.assumed_icc,
@@ -84,10 +84,17 @@ class Study:
         a = self.config.analysis
         excluded = stats.exclusions(rows, min_attention_correct=a.min_attention_correct,
                                     exclude_median_rt_below_ms=a.exclude_median_rt_below_ms)
-        return export.export_records(rows, excluded, include_platform_ids)
+        return export.export_records(rows, excluded, include_platform_ids, design=self.config.design.kind)
 
     def export_csv(self, include_platform_ids: bool = False) -> str:
-        return export.to_csv(self.export_records(include_platform_ids), include_platform_ids)
+        return export.to_csv(self.export_records(include_platform_ids), include_platform_ids,
+                             design=self.config.design.kind)
+
+    def codebook_csv(self, include_platform_ids: bool = False) -> str:
+        return export.codebook_csv(include_platform_ids, design=self.config.design.kind)
+
+    def codebook_markdown(self, include_platform_ids: bool = False) -> str:
+        return export.codebook_markdown(include_platform_ids, design=self.config.design.kind)
 
 
 def init_study(study_dir: str | Path, real_dir: str | Path, fakes: Sequence[tuple[str, str | Path]], *,
@@ -96,8 +103,9 @@ def init_study(study_dir: str | Path, real_dir: str | Path, fakes: Sequence[tupl
     """Create a study dir from a folder of real images and one or more labelled fake-image folders.
 
     `fakes` is a list of (label, folder), e.g. [("stylegan-psi0.7", "fakes/psi07")]. Keyword
-    overrides set config fields by name (title, trials_per_condition, practice_trials,
-    attention_checks, assignment, seed, completion_code, redirect_url, equivalence_margin, ...).
+    overrides set config fields by name (design="paired" or "single", title, trials_per_condition,
+    practice_trials, attention_checks, assignment, seed, completion_code, redirect_url,
+    equivalence_margin, ...).
     Raises ConfigError / ManifestError with a readable message and leaves no half-written study.
     Image-set warnings (size, format, compression) are kept in manifest.json's "warnings"."""
     study_dir = Path(study_dir)
@@ -118,15 +126,28 @@ def init_study(study_dir: str | Path, real_dir: str | Path, fakes: Sequence[tupl
         manifest = build_manifest(study_dir, real_dir, fakes, copy_images=copy_images,
                                   attention_images=attention_images, seed=config.design.seed, progress=progress)
         m = config.design.trials_per_condition
-        for label in config.condition_labels():
-            n_fakes = len(manifest.ids("fake", label))
-            if n_fakes < m:
-                manifest.warnings.append(f"'{label}' has {n_fakes} fake images but trials_per_condition is {m}: "
-                                         "fakes will repeat within a participant")
-        n_reals, needed = len(manifest.ids("real")), config.main_trials_per_participant()
-        if n_reals < needed:
-            manifest.warnings.append(f"{n_reals} real images for {needed} main trials per participant: "
-                                     "real images will repeat within a participant")
+        if config.design.kind == "single":   # at most half the trials of a condition show each kind of image
+            fakes_needed = m - m // 2
+            for label in config.condition_labels():
+                n_fakes = len(manifest.ids("fake", label))
+                if n_fakes < fakes_needed:
+                    manifest.warnings.append(f"'{label}' has {n_fakes} fake images for up to {fakes_needed} "
+                                             "generated-image trials per participant: fakes will repeat within a "
+                                             "participant")
+            n_reals, needed = len(manifest.ids("real")), fakes_needed * len(assigned_conditions(config, 0))
+            if n_reals < needed:
+                manifest.warnings.append(f"{n_reals} real images for up to {needed} real-image trials per "
+                                         "participant: real images will repeat within a participant")
+        else:
+            for label in config.condition_labels():
+                n_fakes = len(manifest.ids("fake", label))
+                if n_fakes < m:
+                    manifest.warnings.append(f"'{label}' has {n_fakes} fake images but trials_per_condition is {m}: "
+                                             "fakes will repeat within a participant")
+            n_reals, needed = len(manifest.ids("real")), config.main_trials_per_participant()
+            if n_reals < needed:
+                manifest.warnings.append(f"{n_reals} real images for {needed} main trials per participant: "
+                                         "real images will repeat within a participant")
         save_manifest(manifest, study_dir)
         save_config(config, study_dir)
     except (ConfigError, ManifestError, OSError):

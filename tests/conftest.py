@@ -99,7 +99,10 @@ def serve_study(tmp_path):
 
 
 def consent_in_browser(page, base: str) -> str:
-    """Briefing and consent in a real page; returns the participant token from the resume link."""
+    """Briefing and consent in a real page; returns the participant token from the resume link.
+    Either design: the instructions end with "Start the practice pairs" or "... images"."""
+    import re
+
     from playwright.sync_api import expect
 
     page.set_default_timeout(20_000)
@@ -111,7 +114,7 @@ def consent_in_browser(page, base: str) -> str:
         boxes.nth(i).click()
         expect(page.get_by_role("checkbox").nth(i)).to_be_checked()
     page.get_by_role("button", name="I agree — start the study").click()
-    page.get_by_role("button", name="Start the practice pairs").click()
+    page.get_by_role("button", name=re.compile(r"^Start the practice (pairs|images)")).click()
     page.wait_for_url("**/?p=*")
     return page.url.split("p=")[1].split("&")[0]
 

@@ -13,8 +13,8 @@ import time
 import streamlit as st
 from sqlalchemy.engine import make_url
 
-from study_app import export, stats
-from study_app.config import ADMIN_PASSWORD_ENV
+from study_app import stats
+from study_app.config import ADMIN_PASSWORD_ENV, design_text_warnings
 from study_app.views.common import load_study
 
 MAX_FAILURES = 5
@@ -61,6 +61,29 @@ def sign_in_screen() -> None:
     st.stop()
 
 
+def _condition_row(c) -> dict:
+    """One row of the per-condition table (paired, or single-image with its extra columns)."""
+    has = bool(c.trials)
+    row = {
+        "condition": c.condition, "participants": c.participants, "trials": c.trials,
+        "accuracy": f"{c.accuracy:.1%}" if has else "–",
+        "exact 95% CI": f"{c.ci_exact[0]:.1%}–{c.ci_exact[1]:.1%}" if has else "–",
+        "bootstrap 95% CI": f"{c.ci_bootstrap[0]:.1%}–{c.ci_bootstrap[1]:.1%}" if has else "–",
+        "p (Holm)": round(c.p_value_holm, 4) if has else None,
+        "TOST p (Holm)": round(c.tost_p_holm, 4) if has else None,
+        "d′": round(c.dprime, 2) if has else None,
+    }
+    if isinstance(c, stats.SingleConditionResult):
+        def rate(value, ci, k, n):
+            return f"{value:.1%} ({k}/{n}; {ci[0]:.1%}–{ci[1]:.1%})" if n else "–"
+        row.update({
+            "real error": rate(c.real_error, c.real_error_ci_bootstrap, c.real_judged_fake, c.real_trials),
+            "fool rate": rate(c.fake_error, c.fake_error_ci_bootstrap, c.fake_judged_real, c.fake_trials),
+            "c": round(c.criterion_c, 2) if has else None,
+        })
+    return row
+
+
 def dashboard() -> None:
     st.set_page_config(layout="wide")  # tables and export buttons want the room; participants keep "centered"
     st.title(f"Admin — {cfg.title}")
@@ -85,15 +108,11 @@ def dashboard() -> None:
     metrics[4].metric("Excluded", len(report.excluded), help=report.exclusion_rule)
 
     st.subheader("Results per condition")
-    st.dataframe([{
-        "condition": c.condition, "participants": c.participants, "trials": c.trials,
-        "accuracy": f"{c.accuracy:.1%}" if c.trials else "–",
-        "exact 95% CI": f"{c.ci_exact[0]:.1%}–{c.ci_exact[1]:.1%}" if c.trials else "–",
-        "bootstrap 95% CI": f"{c.ci_bootstrap[0]:.1%}–{c.ci_bootstrap[1]:.1%}" if c.trials else "–",
-        "p (Holm)": round(c.p_value_holm, 4) if c.trials else None,
-        "TOST p (Holm)": round(c.tost_p_holm, 4) if c.trials else None,
-        "d′": round(c.dprime, 2) if c.trials else None,
-    } for c in report.conditions], hide_index=True)
+    if report.design == "single":
+        st.caption("Single-image design: accuracy = images classified correctly; real error = real images judged "
+                   "generated; fool rate = generated images judged real (95% bootstrap CIs over participants); "
+                   "d′ = z(H) − z(F) and c (> 0: bias toward 'generated'), log-linear corrected.")
+    st.dataframe([_condition_row(c) for c in report.conditions], hide_index=True)
     st.info(report.verdict)
     for c in report.conditions:
         st.markdown(f"**{c.condition}:** {c.verdict}")
@@ -113,12 +132,14 @@ def dashboard() -> None:
         with st.expander(f"Image-set warnings ({len(study.manifest.warnings)})"):
             for w in study.manifest.warnings:
                 st.warning(w)
+    for w in design_text_warnings(cfg):
+        st.warning(w)
 
     st.subheader("Export")
     downloads = st.columns(4)
     downloads[0].download_button("Trials CSV", study.export_csv(), file_name="trials.csv", mime="text/csv",
                                  key="download-trials", on_click="ignore")
-    downloads[1].download_button("Codebook", export.codebook_markdown(), file_name="codebook.md",
+    downloads[1].download_button("Codebook", study.codebook_markdown(), file_name="codebook.md",
                                  mime="text/markdown", key="download-codebook", on_click="ignore")
     downloads[2].download_button("Report (text)", stats.format_report(report), file_name="report.txt",
                                  key="download-report", on_click="ignore")

@@ -71,3 +71,14 @@ def pair_thumbnail(_study_key: str, left: bytes, right: bytes, real_side: str, h
     buf = io.BytesIO()
     out.save(buf, format="PNG")
     return buf.getvalue()
+
+
+@st.cache_data(show_spinner=False, max_entries=2000)
+def image_thumbnail(_study_key: str, data: bytes, is_real: bool, height: int = 96) -> bytes:
+    """One image framed green if real, red if generated (single design: debrief and practice feedback)."""
+    img = Image.open(io.BytesIO(data)).convert("RGB")
+    img = img.resize((max(1, round(img.width * height / img.height)), height))
+    out = ImageOps.expand(img, border=5, fill=(22, 160, 60) if is_real else (200, 50, 40))
+    buf = io.BytesIO()
+    out.save(buf, format="PNG")
+    return buf.getvalue()

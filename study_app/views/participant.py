@@ -1,5 +1,8 @@
 """Participant page: briefing → consent → instructions → practice (feedback) → trials → debrief.
 
+Both designs share this page: a paired trial shows two images ("which is real?"), a single-image
+trial one image ("real or generated?"); each trial knows its own design (Trial.design).
+
 Where the participant is comes from the database, not the browser session: the page reads the
 participant's stored answers on every run, so a reload, a second tab or a new connection with the
 same `?p=TOKEN` link lands on the next unanswered trial. Answer buttons carry the index of the
@@ -15,14 +18,18 @@ from datetime import datetime, timezone
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 
+from study_app.planning import SIDES, TRUTHS
 from study_app.storage import NotCurrentTrial, ParticipantFinished, StudyClosed, UnknownParticipant
-from study_app.views.common import fill, load_study, pair_thumbnail
-from study_app.views.timed import answer_payload, data_url, timed_pair
+from study_app.views.common import fill, image_thumbnail, load_study, pair_thumbnail
+from study_app.views.timed import answer_keys, answer_payload, data_url, timed_pair, timed_single
 
 study = load_study()
 cfg = study.config
 store = study.store
 ss = st.session_state
+SINGLE = cfg.design.kind == "single"
+UNIT = "image" if SINGLE else "pair"     # what one trial shows, in the participant's words
+TRUTH_WORDS = {"real": "real", "fake": "generated"}
 
 
 # -- actions (widget callbacks: they run before the page is drawn again) ---------------------------
@@ -64,7 +71,8 @@ def _answer(token: str, index: int, side: str, client: dict | None = None) -> No
     if decisive_rt is not None and decisive_rt < cfg.design.min_response_ms:
         # Faster than anyone can compare two images: the second click of a double click that landed
         # on the next pair. Keep the pair on screen instead of recording it.
-        ss["notice"] = "That was very fast — please look at both images, then choose."
+        ss["notice"] = ("That was very fast — please look at the image, then choose." if SINGLE else
+                        "That was very fast — please look at both images, then choose.")
         ss[f"remount-{token}-{index}"] = ss.get(f"remount-{token}-{index}", 0) + 1  # timed: a fresh component
         return
     try:
@@ -76,20 +84,23 @@ def _answer(token: str, index: int, side: str, client: dict | None = None) -> No
     except UnknownParticipant:
         ss["notice"] = "Your answers are no longer stored (withdrawn)."
         return
+    except ValueError:   # an answer this trial does not take (only from a tampered page)
+        ss["notice"] = "That answer was not recognised; it was not recorded."
+        return
     except SQLAlchemyError:
         # Nothing was stored (the transaction rolled back); the same pair stays on screen.
         ss["notice"] = "Your answer could not be saved just now. Please choose again."
         return
     if outcome.status == "duplicate":
-        ss["notice"] = "That pair was already answered; your first answer is kept."
+        ss["notice"] = f"That {UNIT} was already answered; your first answer is kept."
     elif outcome.kind == "practice":
         ss["feedback"] = {"token": token, "index": index, "correct": outcome.correct}
 
 
 def _answer_timed(token: str, index: int, key: str) -> None:
     payload = answer_payload(key)
-    if payload and payload.get("trial") == index and payload.get("side") in ("left", "right"):
-        _answer(token, index, payload["side"], client=payload)
+    if payload and payload.get("trial") == index and payload.get("answer") in SIDES + TRUTHS:
+        _answer(token, index, payload["answer"], client=payload)
 
 
 def _withdraw(token: str) -> None:
@@ -125,7 +136,8 @@ def show_notice() -> None:
 def screen_briefing() -> None:
     st.title(cfg.title)
     if "Mobi" in (st.context.headers or {}).get("User-Agent", ""):
-        st.warning("This study shows two images side by side: please take part on a computer with a large screen.")
+        st.warning("Images are hard to judge on a small screen: please take part on a computer." if SINGLE else
+                   "This study shows two images side by side: please take part on a computer with a large screen.")
     st.markdown(fill(cfg.texts.briefing, study))
     with st.expander("How your data are used", expanded=True):
         st.markdown(fill(cfg.texts.data_use, study))
@@ -152,7 +164,7 @@ def screen_consent() -> None:
 def screen_instructions(token: str) -> None:
     st.title("Instructions")
     st.markdown(fill(cfg.texts.instructions, study))
-    label = "Start the practice pairs" if cfg.design.practice_trials else "Start"
+    label = f"Start the practice {UNIT}s" if cfg.design.practice_trials else "Start"
     st.button(label, type="primary", key="start-trials", on_click=_start_trials, args=(token,))
     st.caption(f"Your personal link resumes the study where you left off: keep this page's address (…?p={token}).")
     withdraw_box(token)
@@ -171,17 +183,21 @@ def screen_trial(token: str, state) -> None:
     trial = state.next_trial
     practice_total = sum(t.kind == "practice" for t in state.plan)
     main_total = len(state.plan) - practice_total
+    unit = "image" if trial.design == "single" else "pair"
     if trial.kind == "practice":
-        st.progress((trial.index + 1) / practice_total, text=f"Practice pair {trial.index + 1} of {practice_total}")
+        st.progress((trial.index + 1) / practice_total,
+                    text=f"Practice {unit} {trial.index + 1} of {practice_total}")
     else:
         done = trial.index - practice_total
-        st.progress((done + 1) / main_total, text=f"Pair {done + 1} of {main_total}")
+        st.progress((done + 1) / main_total, text=f"{unit.capitalize()} {done + 1} of {main_total}")
     show_notice()
-    st.markdown("**Which image is real?**")
+    st.markdown("**Is this image real or generated?**" if trial.design == "single" else "**Which image is real?**")
     shown_key = f"shown-{token}-{trial.index}"
-    if shown_key not in ss:  # first time this session draws the pair: the response-time clock starts
+    if shown_key not in ss:  # first time this session draws the trial: the response-time clock starts
         ss[shown_key] = (time.monotonic(), datetime.now(timezone.utc))
-    if cfg.design.presentation == "timed":
+    if trial.design == "single":
+        single_trial(token, trial)
+    elif cfg.design.presentation == "timed":
         key = f"timed-{token}-{trial.index}-{ss.get(f'remount-{token}-{trial.index}', 0)}"
         timed_pair(key=key, trial_index=trial.index,
                    left=data_url(study.images.read(trial.left_image), study.manifest.get(trial.left_image).format),
@@ -202,8 +218,42 @@ def screen_trial(token: str, state) -> None:
     withdraw_box(token)
 
 
+def single_trial(token: str, trial) -> None:
+    """One image; the answers are "real" and "fake" (shown as Generated)."""
+    if cfg.design.presentation == "timed":
+        key = f"timed-{token}-{trial.index}-{ss.get(f'remount-{token}-{trial.index}', 0)}"
+        timed_single(key=key, trial_index=trial.index,
+                     image=data_url(study.images.read(trial.image), study.manifest.get(trial.image).format),
+                     exposure_ms=cfg.design.exposure_ms, mask_ms=cfg.design.mask_ms,
+                     on_answer=functools.partial(_answer_timed, token, trial.index, key))
+    else:
+        _, middle, _ = st.columns([1, 4, 1])
+        with middle:
+            st.image(study.images.read(trial.image), width=cfg.design.image_width or "stretch")
+            real, fake = st.columns(2, gap="large")
+            real.button("Real", key=f"answer-{trial.index}-real", type="primary", width="stretch",
+                        on_click=_answer, args=(token, trial.index, "real"), shortcut="Left")
+            fake.button("Generated", key=f"answer-{trial.index}-fake", type="primary", width="stretch",
+                        on_click=_answer, args=(token, trial.index, "fake"), shortcut="Right")
+        answer_keys(key=f"keys-{token}-{trial.index}", trial_index=trial.index)   # R and G
+    st.caption("Keyboard: ← or R: real; → or G: generated.")
+
+
 def screen_feedback(token: str, state, feedback: dict) -> None:
     trial = state.plan[feedback["index"]]
+    if trial.design == "single":
+        truth = TRUTH_WORDS[trial.real_side]
+        if feedback["correct"]:
+            st.success(f"Correct — this image was **{truth}**.")
+        else:
+            st.error(f"Not this time — this image was **{truth}**.")
+        st.image(image_thumbnail(study.fingerprint, study.images.read(trial.image), trial.real_side == "real",
+                                 height=160),
+                 caption="Real images are framed in green, generated ones in red.")
+        st.button("Next image", type="primary", key=f"feedback-next-{trial.index}", shortcut="Enter",
+                  on_click=lambda: ss.pop("feedback", None))
+        withdraw_box(token)
+        return
     if feedback["correct"]:
         st.success(f"Correct — the real image was on the **{trial.real_side}**.")
     else:
@@ -218,8 +268,12 @@ def screen_feedback(token: str, state, feedback: dict) -> None:
 
 def screen_main_intro(token: str, main_total: int) -> None:
     st.title("Practice done")
-    st.markdown(f"Now the main part: **{main_total} pairs**, with no feedback until the end. "
-                "Take your time and pick the image you think is real.")
+    if SINGLE:
+        st.markdown(f"Now the main part: **{main_total} images**, with no feedback until the end. "
+                    "Take your time and say whether you think each image is real or generated.")
+    else:
+        st.markdown(f"Now the main part: **{main_total} pairs**, with no feedback until the end. "
+                    "Take your time and pick the image you think is real.")
     st.button("Start the main part", type="primary", key="start-main",
               on_click=lambda: ss.update({f"main-intro-{token}": True}))
     withdraw_box(token)
@@ -242,6 +296,25 @@ def screen_debrief(token: str, state) -> None:
     st.markdown(fill(cfg.texts.withdrawal, study))
     st.info(f"Your deletion code: **{state.deletion_code}** — keep it if you may want your answers deleted later.")
     st.markdown(f"**Contact:** {fill(cfg.texts.contact, study)}")
+    if main and main[0]["real_side"] in TRUTHS:   # the stored answers' own design
+        debrief_images(main)
+    else:
+        debrief_pairs(main)
+    withdraw_box(token)
+
+
+def debrief_images(main: list[dict]) -> None:
+    with st.expander("Which images were real?"):
+        st.caption("Real images are framed in green, generated ones in red; ✓ marks your right answers.")
+        grid = st.columns(4)
+        for k, a in enumerate(main):
+            with grid[k % 4]:
+                st.image(image_thumbnail(study.fingerprint, study.images.read(a["real_image"] or a["fake_image"]),
+                                         a["real_side"] == "real"),
+                         caption=f"{k + 1}. {'✓' if a['correct'] else '✗'} you said {TRUTH_WORDS[a['chosen_side']]}")
+
+
+def debrief_pairs(main: list[dict]) -> None:
     with st.expander("Which image was real in each pair?"):
         st.caption("The real image is framed in green; ✓ marks pairs you got right.")
         grid = st.columns(3)
@@ -251,7 +324,6 @@ def screen_debrief(token: str, state) -> None:
                 st.image(pair_thumbnail(study.fingerprint, study.images.read(left), study.images.read(right),
                                         a["real_side"]),
                          caption=f"{k + 1}. {'✓' if a['correct'] else '✗'} you chose {a['chosen_side']}")
-    withdraw_box(token)
 
 
 def screen_delete_page() -> None:

@@ -1,11 +1,15 @@
 """In-browser trial component (design.presentation = "timed"), built on st.components.v2.
 
 Streamlit draws from the server, so it cannot time what the participant sees. This component does
-the timing in the browser: both images are preloaded and decoded, attached on the same animation
-frame, optionally hidden after `exposure_ms` (then a noise mask for `mask_ms`), and the response
-time is measured with performance.now() from the first frame the pair was on screen. Window blur
-and tab switches during the trial are counted. One answer per pair: the component locks itself
-after the first click or key press, and the server still accepts only the current trial.
+the timing in the browser: the images (two in the paired design, one in the single-image design)
+are preloaded and decoded, attached on the same animation frame, optionally hidden after
+`exposure_ms` (then a noise mask for `mask_ms`), and the response time is measured with
+performance.now() from the first frame the trial was on screen. Window blur and tab switches during
+the trial are counted. One answer per trial: the component locks itself after the first click or
+key press, and the server still accepts only the current trial.
+
+A second, invisible component (`answer_keys`) gives the single design's Streamlit buttons the R and
+G keys: st.button takes one shortcut per button, and Streamlit reserves R for itself.
 """
 from __future__ import annotations
 
@@ -25,57 +29,65 @@ _CSS = """
   background: var(--st-primary-color, #ff4b4b); color: white; }
 .study-pair button:disabled { opacity: .45; cursor: default; }
 .study-pair .status { text-align: center; min-height: 1.5em; color: var(--st-text-color, #31333f); opacity: .7; }
+.study-pair .imgs.single figure { flex: 0 1 28rem; }
+.study-pair .choices { display: flex; gap: 1rem; justify-content: center; margin-top: .75rem; }
+.study-pair .choices button { flex: 0 1 12rem; }
 """
 
 _JS = """
 export default function (component) {
   const { data, setTriggerValue, parentElement } = component;
   const existing = parentElement.querySelector('.study-pair');
-  // Reruns re-invoke this function; the same pair must keep its clock and its one answer.
+  // Reruns re-invoke this function; the same trial must keep its clock and its one answer.
   if (existing && existing.dataset.trial === String(data.trial)) return;
   if (existing) existing.remove();
 
+  // Paired: one answer button under each image. Single: one image, the answer buttons in a row below.
+  const paired = data.images.length === data.choices.length;
+  const button = (c) => `<button type="button" data-answer="${c.value}" disabled>${c.label}</button>`;
   const box = document.createElement('div');
   box.className = 'study-pair';
   box.dataset.trial = String(data.trial);
-  box.innerHTML = `
-    <div class="imgs">
-      <figure><div class="slot" data-slot="left"></div>
-        <button type="button" data-side="left" disabled>Left is real (←)</button></figure>
-      <figure><div class="slot" data-slot="right"></div>
-        <button type="button" data-side="right" disabled>Right is real (→)</button></figure>
-    </div>
-    <p class="status">Loading the images…</p>`;
+  box.innerHTML = (paired
+    ? `<div class="imgs">${data.images.map((_, i) =>
+        `<figure><div class="slot" data-slot="${i}"></div>${button(data.choices[i])}</figure>`).join('')}</div>`
+    : `<div class="imgs single">${data.images.map((_, i) =>
+        `<figure><div class="slot" data-slot="${i}"></div></figure>`).join('')}</div>
+       <div class="choices">${data.choices.map(button).join('')}</div>`)
+    + `<p class="status">${data.loading}</p>`;
   parentElement.appendChild(box);
-  const slots = { left: box.querySelector('[data-slot="left"]'), right: box.querySelector('[data-slot="right"]') };
+  const slots = [...box.querySelectorAll('.slot')];
   const buttons = [...box.querySelectorAll('button')];
   const status = box.querySelector('.status');
+  const keys = {};
+  data.choices.forEach((c) => c.keys.forEach((k) => { keys[k] = c.value; }));
 
   let shownAt = null, hiddenAt = null, answered = false, focusLosses = 0;
   const onBlur = () => { if (shownAt !== null && !answered) focusLosses += 1; };
   const onVisibility = () => { if (document.hidden) onBlur(); };
 
-  const answer = (side) => {
+  const answer = (value) => {
     if (answered || shownAt === null) return;
     answered = true;
     const now = performance.now();
     buttons.forEach((b) => { b.disabled = true; });
     status.textContent = 'Saving…';
     setTriggerValue('answer', {
-      trial: data.trial, side, rt_ms: now - shownAt,
+      trial: data.trial, answer: value, rt_ms: now - shownAt,
       exposure_ms: (hiddenAt === null ? now : hiddenAt) - shownAt,
       focus_losses: focusLosses, window: `${window.innerWidth}x${window.innerHeight}`,
     });
   };
   const onKey = (event) => {
-    if (event.repeat) return;
-    if (event.key === 'ArrowLeft' || event.key === 'f' || event.key === 'F') answer('left');
-    if (event.key === 'ArrowRight' || event.key === 'j' || event.key === 'J') answer('right');
+    if (event.repeat || !(event.key in keys)) return;
+    event.preventDefault();
+    event.stopImmediatePropagation();   // R would also make Streamlit rerun the page
+    answer(keys[event.key]);
   };
-  buttons.forEach((b) => b.addEventListener('click', () => answer(b.dataset.side)));
+  buttons.forEach((b) => b.addEventListener('click', () => answer(b.dataset.answer)));
   window.addEventListener('blur', onBlur);
   document.addEventListener('visibilitychange', onVisibility);
-  document.addEventListener('keydown', onKey);
+  window.addEventListener('keydown', onKey, true);
 
   const mask = () => {
     const canvas = document.createElement('canvas');
@@ -96,11 +108,10 @@ export default function (component) {
     img.src = src;
   });
 
-  Promise.all([load(data.left), load(data.right)]).then(([left, right]) => {
+  Promise.all(data.images.map(load)).then((images) => {
     requestAnimationFrame(() => {
-      slots.left.appendChild(left);
-      slots.right.appendChild(right);
-      requestAnimationFrame(() => {            // the frame with both images has been painted
+      images.forEach((img, i) => slots[i].appendChild(img));
+      requestAnimationFrame(() => {            // the frame with every image has been painted
         shownAt = performance.now();
         status.textContent = '';
         buttons.forEach((b) => { b.disabled = false; });
@@ -109,16 +120,15 @@ export default function (component) {
             if (answered) return;
             if (performance.now() - shownAt < data.exposure_ms - 8) { requestAnimationFrame(hide); return; }
             hiddenAt = performance.now();
-            slots.left.replaceChildren(data.mask_ms > 0 ? mask() : '');
-            slots.right.replaceChildren(data.mask_ms > 0 ? mask() : '');
+            slots.forEach((slot) => slot.replaceChildren(data.mask_ms > 0 ? mask() : ''));
             if (data.mask_ms > 0) {
               const unmask = () => {
                 if (performance.now() - hiddenAt < data.mask_ms - 8) { requestAnimationFrame(unmask); return; }
-                slots.left.replaceChildren(); slots.right.replaceChildren();
+                slots.forEach((slot) => slot.replaceChildren());
               };
               requestAnimationFrame(unmask);
             }
-            status.textContent = 'Which one was real?';
+            status.textContent = data.prompt;
           };
           requestAnimationFrame(hide);
         }
@@ -129,10 +139,38 @@ export default function (component) {
   return () => {
     window.removeEventListener('blur', onBlur);
     document.removeEventListener('visibilitychange', onVisibility);
-    document.removeEventListener('keydown', onKey);
+    window.removeEventListener('keydown', onKey, true);
   };
 }
 """
+
+# Single design, "buttons" presentation: R and G press the Real / Generated buttons of the current
+# trial (the arrow keys are the buttons' own shortcuts). Renders nothing.
+_KEYS_JS = """
+export default function (component) {
+  const { data } = component;
+  const onKey = (event) => {
+    const answer = data.real_keys.includes(event.key) ? 'real'
+      : data.fake_keys.includes(event.key) ? 'fake' : undefined;
+    if (answer === undefined || event.repeat || event.ctrlKey || event.metaKey || event.altKey) return;
+    const target = event.target;
+    if (target && (target.isContentEditable || ['INPUT', 'TEXTAREA', 'SELECT'].includes(target.tagName))) return;
+    event.preventDefault();
+    event.stopImmediatePropagation();   // Streamlit would rerun the page on R
+    const button = document.querySelector(`.st-key-answer-${data.trial}-${answer} button`);
+    if (button && !button.disabled) button.click();
+  };
+  window.addEventListener('keydown', onKey, true);
+  return () => window.removeEventListener('keydown', onKey, true);
+}
+"""
+
+# Tuples, not lists or dicts, as values of the components' data: Streamlit checks list and dict values
+# for dataframes, which imports pandas (~0.3 s) when the first trial of a server process is drawn.
+PAIRED_CHOICES = ({"value": "left", "label": "Left is real (←)", "keys": ("ArrowLeft", "f", "F")},
+                  {"value": "right", "label": "Right is real (→)", "keys": ("ArrowRight", "j", "J")})
+SINGLE_CHOICES = ({"value": "real", "label": "Real (← or R)", "keys": ("ArrowLeft", "r", "R")},
+                  {"value": "fake", "label": "Generated (→ or G)", "keys": ("ArrowRight", "g", "G")})
 
 
 @st.cache_resource(show_spinner=False)
@@ -141,15 +179,34 @@ def _component():
     return st.components.v2.component("study_app_timed_pair", css=_CSS, js=_JS)
 
 
+@st.cache_resource(show_spinner=False)
+def _keys_component():
+    return st.components.v2.component("study_app_answer_keys", js=_KEYS_JS)
+
+
 def data_url(data: bytes, image_format: str) -> str:
     return f"data:{_MIME.get(image_format.upper(), 'application/octet-stream')};base64,{base64.b64encode(data).decode()}"
 
 
 def timed_pair(*, key: str, trial_index: int, left: str, right: str, exposure_ms: int, mask_ms: int, on_answer) -> None:
     """Mount the component for one pair; on_answer() runs when the participant answers."""
-    _component()(key=key, data={"trial": trial_index, "left": left, "right": right,
+    _component()(key=key, data={"trial": trial_index, "images": (left, right), "choices": PAIRED_CHOICES,
+                                 "prompt": "Which one was real?", "loading": "Loading the images…",
                                  "exposure_ms": exposure_ms, "mask_ms": mask_ms},
                  on_answer_change=on_answer, height="content")
+
+
+def timed_single(*, key: str, trial_index: int, image: str, exposure_ms: int, mask_ms: int, on_answer) -> None:
+    """Mount the component for one image (single design); on_answer() runs when the participant answers."""
+    _component()(key=key, data={"trial": trial_index, "images": (image,), "choices": SINGLE_CHOICES,
+                                 "prompt": "Real or generated?", "loading": "Loading the image…",
+                                 "exposure_ms": exposure_ms, "mask_ms": mask_ms},
+                 on_answer_change=on_answer, height="content")
+
+
+def answer_keys(*, key: str, trial_index: int) -> None:
+    """R / G for the single design's Real / Generated buttons of this trial."""
+    _keys_component()(key=key, data={"trial": trial_index, "real_keys": ("r", "R"), "fake_keys": ("g", "G")})
 
 
 def answer_payload(key: str) -> dict | None:

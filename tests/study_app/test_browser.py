@@ -120,3 +120,111 @@ def test_timed_presentation_measures_in_the_browser(make_study, serve_study, bro
         assert r["client_rt_ms"] >= 250 and r["rt_ms"] is not None
         assert 250 <= r["exposure_ms"] <= 1000        # 300 ms target, frame-quantised, on a loaded machine
         assert r["focus_losses"] == 0 and r["window_size"] == "1200x900"
+
+
+def test_single_image_session_in_a_real_browser(make_study, serve_study, browser, browser_consent):
+    """design.kind = "single": one image per trial, answered by click, ← / → and R / G (Streamlit keeps R
+    for itself, so a small key component presses the buttons); a reload midway resumes."""
+    import re
+
+    from playwright.sync_api import expect
+
+    study_dir = make_study(design="single", trials_per_condition=4, practice_trials=2, attention_checks=1,
+                           min_response_ms=250, completion_code="SINGLE-OK")
+    base = serve_study(study_dir)
+    study = Study(study_dir)
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    token = browser_consent(page, base)
+    state = study.store.get_participant(token)
+    plan = state.plan
+    n_main = len(plan) - 2
+    real = page.get_by_role("button", name=re.compile(r"^Real"))
+    generated = page.get_by_role("button", name=re.compile(r"^Generated"))
+    truth = {"real": "real", "fake": "generated"}
+
+    def answered():
+        return study.store.get_participant(token).answered
+
+    expect(page.get_by_text("Practice image 1 of 2")).to_be_visible()
+    time.sleep(HUMAN_PAUSE_S)
+    real.click()
+    expect(page.get_by_role("button", name="Next image")).to_be_visible()
+    expect(page.get_by_text(f"this image was {truth[plan[0].real_side]}")).to_be_visible()
+    page.keyboard.press("Enter")
+    expect(page.get_by_text("Practice image 2 of 2")).to_be_visible()
+    time.sleep(HUMAN_PAUSE_S)
+    page.keyboard.press("g")
+    expect(page.get_by_role("button", name="Next image")).to_be_visible()
+    page.get_by_role("button", name="Next image").click()
+    page.get_by_role("button", name="Start the main part").click()
+
+    # (how, answer it gives) for each main trial, in turn
+    actions = [("ArrowLeft", "real"), ("r", "real"), ("ArrowRight", "fake"), ("G", "fake"),
+               ("click-real", "real"), ("g", "fake"), ("R", "real"), ("click-fake", "fake"), ("ArrowLeft", "real")]
+    expected = ["real", "fake"]
+    for k in range(1, n_main + 1):
+        expect(page.get_by_text(f"Image {k} of {n_main}", exact=True)).to_be_visible()
+        before = answered()
+        if k == 3:   # a reload mid-study resumes at the same unanswered image
+            page.reload()
+            expect(page.get_by_text(f"Image {k} of {n_main}", exact=True)).to_be_visible()
+            assert answered() == before
+        time.sleep(HUMAN_PAUSE_S)
+        how, answer = actions[k - 1]
+        if how == "click-real":
+            real.click()
+        elif how == "click-fake":
+            generated.click()
+        else:
+            page.keyboard.press(how)
+        expected.append(answer)
+        if k < n_main:
+            expect(page.get_by_text(f"Image {k + 1} of {n_main}", exact=True)).to_be_visible()
+            time.sleep(0.2)
+            assert answered() == before + 1
+
+    expect(page.get_by_text("Thank you — you are done!")).to_be_visible()
+    expect(page.get_by_text("SINGLE-OK")).to_be_visible()
+    expect(page.get_by_text(state.deletion_code)).to_be_visible()
+
+    rows = [r for r in study.store.trial_rows() if r["participant"] == state.id]
+    assert [(r["trial_index"], r["real_image"], r["fake_image"], r["real_side"]) for r in rows] == \
+        [(t.index, t.real_image, t.fake_image, t.real_side) for t in plan]
+    assert [r["chosen_side"] for r in rows] == expected
+    assert [r["correct"] for r in rows] == [a == t.real_side for a, t in zip(expected, plan)]
+    assert all(r["rt_ms"] >= 250 for r in rows)
+    assert study.store.get_participant(token).status == "completed" and study.store.counts()["started"] == 1
+
+
+def test_single_image_timed_presentation(make_study, serve_study, browser, browser_consent):
+    """presentation = "timed" with one image: the component shows it for exposure_ms, measures the
+    response time in the browser, and takes R / G and clicks."""
+    from playwright.sync_api import expect
+
+    study_dir = make_study(design="single", conditions=("A",), trials_per_condition=2, practice_trials=1,
+                           attention_checks=0, presentation="timed", exposure_ms=300, mask_ms=100, min_response_ms=250)
+    base = serve_study(study_dir)
+    study = Study(study_dir)
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    browser_consent(page, base)
+    real = page.get_by_role("button", name="Real (← or R)")
+    expect(real).to_be_enabled()
+    time.sleep(0.6)                                   # past the exposure: image gone, answer still possible
+    expect(page.locator(".study-pair img")).to_have_count(0)
+    page.keyboard.press("g")
+    page.get_by_role("button", name="Next image").click()
+    page.get_by_role("button", name="Start the main part").click()
+    for k, how in ((1, "r"), (2, "click")):
+        expect(page.get_by_text(f"Image {k} of 2", exact=True)).to_be_visible()
+        expect(real).to_be_enabled()
+        time.sleep(HUMAN_PAUSE_S)
+        if how == "click":
+            page.get_by_role("button", name="Generated (→ or G)").click()
+        else:
+            page.keyboard.press(how)
+    expect(page.get_by_text("Thank you — you are done!")).to_be_visible()
+
+    rows = study.store.trial_rows()
+    assert [r["chosen_side"] for r in rows] == ["fake", "real", "fake"]
+    for r in rows:
+        assert r["client_rt_ms"] >= 250 and 250 <= r["exposure_ms"] <= 1000 and r["window_size"] == "1200x900"
