@@ -119,6 +119,9 @@ def cmd_nn(args) -> int:
     print(f"copy score {result['copy_score']:.4f} ({result['n_flagged']} of {result['num_samples']} samples at "
           f"LPIPS <= {result['threshold']:.4f})")
     print(f"threshold: {result['threshold_rule']}")
+    print(f"AuthPct {result['authpct']:.1f}% of samples are farther from their nearest training image than it is "
+          "from its own nearest neighbour" + (f" (held-out real images: {result['authpct_heldout']:.1f}%)"
+                                              if "authpct_heldout" in result else ""))
     if "c_t" in result:
         print(result["c_t"]["interpretation"])
     print(f"grid: {result['grid']}   table: {result['table']}")

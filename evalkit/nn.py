@@ -58,7 +58,7 @@ def copy_report(generated, train, heldout=None, gen: GenerationOptions | None = 
     import torch
 
     from .lpips import pair_distance_fn
-    from .metrics.copying import copy_check, data_copying_ct
+    from .metrics.copying import authenticity, copy_check, data_copying_ct
     from .nn_grid import render_nn_grid
 
     device = torch.device(device) if device else None
@@ -82,10 +82,12 @@ def copy_report(generated, train, heldout=None, gen: GenerationOptions | None = 
                        candidates=candidates, keep=keep, train_queries=train_queries, seed=seed, device=device)
     result = {"generated": g.summary(), "train": t.summary(), "verdict": check.verdict, "copy_score": check.score,
               "n_flagged": check.n_flagged, "num_samples": len(g.features), "threshold": check.tau,
-              "threshold_rule": check.rule, "distance": check.metric, "params": check.params}
+              "threshold_rule": check.rule, "distance": check.metric, "params": check.params,
+              "authpct": authenticity(g.features, t.features, device).authpct}
     if heldout is not None:
         h = feature_set(resolve_source(heldout), "held-out", device=device, progress=progress,
                         **extraction)
+        result["authpct_heldout"] = authenticity(h.features, t.features, device).authpct  # what real images score
         try:
             ct = data_copying_ct(t.features, h.features, g.features, seed=seed, device=device)
             result["c_t"] = {"value": ct.c_t, "interpretation": ct.interpretation, "n_cells": ct.n_cells,

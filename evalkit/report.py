@@ -25,11 +25,12 @@ from .sweep import THESIS_PSIS, truncation_sweep
 from .tables import write_table
 
 COLUMNS = ["name", "disc", "kimg", "fid", "fid_low", "fid_high", "kid", "kid_std", "precision", "recall",
-           "density", "coverage", "best_psi", "best_fid", "copy_score", "copy_verdict", "c_t"]
+           "density", "coverage", "best_psi", "best_fid", "copy_score", "authpct", "copy_verdict", "c_t"]
 HEADERS = {"name": "model", "disc": "D", "kimg": "kimg", "fid": "FID", "fid_low": "FID CI low",
            "fid_high": "FID CI high", "kid": "KID", "kid_std": "KID std", "precision": "precision",
            "recall": "recall", "density": "density", "coverage": "coverage", "best_psi": "best ψ",
-           "best_fid": "FID at best ψ", "copy_score": "copy score", "copy_verdict": "copying", "c_t": "C_T"}
+           "best_fid": "FID at best ψ", "copy_score": "copy score", "authpct": "AuthPct",
+           "copy_verdict": "copying", "c_t": "C_T"}
 
 
 @dataclass
@@ -102,7 +103,7 @@ def analyse_item(spec: str | Path, name: str, data, out: Path, opts: ReportOptio
         "fid_high": metrics.get("fid_ci", [None, None])[1], "kid": metrics["kid"], "kid_std": metrics["kid_std"],
         "precision": metrics["precision"], "recall": metrics["recall"], "density": metrics["density"],
         "coverage": metrics["coverage"], "best_psi": sweep["best_psi"], "best_fid": sweep["best_fid"],
-        "copy_score": nn["copy_score"], "copy_verdict": nn["verdict"],
+        "copy_score": nn["copy_score"], "authpct": nn["authpct"], "copy_verdict": nn["verdict"],
         "c_t": nn.get("c_t", {}).get("value"),
     }
     return {"row": row, "checkpoint": str(ckpt), "data": str(data_path), "curve": curve, "metrics": metrics,
@@ -138,7 +139,8 @@ def summarise(items: list[dict], opts: ReportOptions) -> str:
         compare = f" vs {at_one:.2f} at ψ = 1" if at_one is not None and r["best_psi"] != 1.0 else ""
         lines.append(f"{r['name']}: best truncation ψ = {r['best_psi']:g} (sweep FID {r['best_fid']:.2f}{compare}, "
                      f"{opts.sweep_num_gen} samples per ψ); copy check: {r['copy_verdict']} (copy score "
-                     f"{r['copy_score']:.3f}" + (f", C_T {r['c_t']:.2f}" if r["c_t"] is not None else "") + ").")
+                     f"{r['copy_score']:.3f}, AuthPct {r['authpct']:.1f}%"
+                     + (f", C_T {r['c_t']:.2f}" if r["c_t"] is not None else "") + ").")
     n_real = items[0]["metrics"]["num_real"]
     lines.append(f"All metrics use Inception-v3 pool3 features, clean-fid's resize, {opts.num_gen} generated samples "
                  f"and {n_real} real images; FID from fewer than 2048 images per set is biased upward, so compare "

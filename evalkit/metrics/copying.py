@@ -8,6 +8,9 @@ Three pieces:
   candidates, a caller-supplied pair distance (LPIPS, see `evalkit.lpips.pair_distance_fn`)
   re-ranks them, and a sample is flagged when its nearest training image is much closer than
   training images are to each other (the threshold rule is `copy_threshold`).
+* `authenticity`: AuthPct (Alaa et al., ICML 2022, in the per-sample form of Stein et al.'s
+  dgm-eval): the share of generated samples farther from their nearest training sample than that
+  training sample is from its own nearest other training sample.
 * `data_copying_ct`: the C_T test of Meehan, Chaudhuri & Dasgupta (AISTATS 2020), "A Non-Parametric
   Test to Detect Data-Copying in Generative Models".
 """
@@ -301,6 +304,47 @@ def copy_check(gen_features, train_features, gen_pairs: PairDistance | None = No
               "fraction": fraction, "seed": seed, "metric": metric}
     return CopyCheck(flags, float(flags.mean()), tau, rule, copy_verdict(flags), metric, gen_rr, train_nn, sub,
                      params)
+
+
+# ---------------------------------------------------------------------------------------------
+# AuthPct
+
+
+@dataclass(frozen=True)
+class Authenticity:
+    authpct: float                  # 100 × share of authentic samples
+    authentic: np.ndarray           # (M,) bool
+    gen_nn_distances: np.ndarray    # (M,) distance of each sample to its nearest training sample
+    train_nn_distances: np.ndarray  # (M,) that training sample's distance to its own nearest other one
+
+
+def authenticity(gen_features, train_features, device: torch.device | str | None = None,
+                 chunk: int = 2048) -> Authenticity:
+    """AuthPct. A generated sample is authentic when its nearest training sample j is closer to some
+    other training sample than to it: d(g, t_j) > min_{i≠j} d(t_j, t_i) (strict, as dgm-eval).
+
+    Unlike the reference code, which builds the full train×train and train×gen distance matrices
+    (about 2 × 10 GB at 50k), only the nearest neighbours are kept, and the leave-one-out distance
+    is computed only for training samples that are some sample's nearest neighbour. Honest samples
+    score below 100 too: fresh draws from the training distribution scored 70% (16-d Gaussian),
+    79% (64-d) and 89% (2048-d) against 2000 training samples, and replacing half of them by
+    near-copies halved those numbers. So compare AuthPct between checkpoints, or against held-out
+    real images (`authenticity(heldout, train)`), rather than reading it on its own.
+    """
+    g = _features(gen_features, "generated features")
+    t = _features(train_features, "training features")
+    if len(t) < 2:
+        raise SampleSizeError(f"AuthPct needs at least 2 training samples, got {len(t)}")
+    if len(g) == 0:
+        raise SampleSizeError("AuthPct needs at least 1 generated sample")
+    gen_nb = nearest_neighbours(g, t, 1, device, chunk)
+    nearest = gen_nb.indices[:, 0]
+    used = np.unique(nearest)
+    loo = nearest_neighbours(t[used], t, 1, device, chunk, exclude=used).distances[:, 0]
+    train_nn = loo[np.searchsorted(used, nearest)]
+    gen_nn = gen_nb.distances[:, 0]
+    authentic = train_nn < gen_nn
+    return Authenticity(float(100.0 * authentic.mean()), authentic, gen_nn, train_nn)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -160,6 +160,40 @@ def test_copy_threshold_and_verdict_strings():
 
 
 # ---------------------------------------------------------------------------------------------
+# AuthPct
+
+
+def _dgm_eval_authpct(train, gen):
+    """dgm-eval's metrics/authpct.py formula, written out with full torch.cdist matrices."""
+    t, g = torch.from_numpy(train), torch.from_numpy(gen)
+    real = torch.cdist(t, t)
+    real.fill_diagonal_(float("inf"))
+    to_gen = torch.cdist(t, g).min(dim=0)
+    authentic = real.min(dim=0).values[to_gen.indices] < to_gen.values
+    return 100.0 * authentic.double().mean().item()
+
+
+@pytest.mark.parametrize("chunk", [7, 4096])
+def test_authpct_equals_the_dgm_eval_formula(feature_world, chunk):
+    rng, means, train = feature_world
+    gen = _mixture(rng, 150, means)
+    result = copying.authenticity(gen, train, device=CPU, chunk=chunk)
+    assert result.authpct == pytest.approx(_dgm_eval_authpct(train, gen), abs=1e-9)
+    assert 0 < result.authpct < 100 and result.authentic.shape == (150,)
+
+
+def test_authpct_falls_with_planted_copies_and_refuses_tiny_sets(feature_world):
+    rng, means, train = feature_world
+    fresh = copying.authenticity(_mixture(rng, 200, means), train, device=CPU).authpct
+    copies = train[:100] + 1e-6 * rng.standard_normal((100, train.shape[1]))
+    half = copying.authenticity(np.concatenate([copies, _mixture(rng, 100, means)]), train, device=CPU)
+    assert not half.authentic[:100].any()            # a near-copy is never authentic
+    assert half.authpct < 0.6 * fresh
+    with pytest.raises(copying.SampleSizeError, match="at least 2 training samples"):
+        copying.authenticity(train[:3], train[:1], device=CPU)
+
+
+# ---------------------------------------------------------------------------------------------
 # C_T
 
 

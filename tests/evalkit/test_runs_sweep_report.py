@@ -128,6 +128,7 @@ def test_nn_command_finds_planted_copies(tmp_path, avatars32, capsys):
     assert "5 of 20 samples look copied — see grid" in printed
     summary = json.loads((out / "nn.json").read_text())
     assert summary["n_flagged"] == 5 and "threshold_rule" in summary
+    assert summary["authpct"] <= 75.0 and "AuthPct" in printed     # an exact copy is never authentic
     with open(out / "nn.csv") as f:
         flagged = {r["sample"]: r["nn1"] for r in csv.DictReader(f) if r["flagged"] == "1"}
     assert flagged == {f"copy{i}.png": train_files[i].name for i in range(5)}
