@@ -28,6 +28,22 @@ ADMIN_PASSWORD_ENV = "STUDY_ADMIN_PASSWORD"
 CONFIG_VERSION = 1
 
 
+# (section, field) -> default of every field added after a study could already be running.
+FIELDS_ADDED_LATER: dict[tuple[str, str], Any] = {
+    ("design", "kind"): "paired",
+    ("analysis", "correction"): "holm",
+    ("analysis", "mixed_model"): True,
+    ("design", "staircase"): False,
+    ("design", "staircase_start_ms"): 500,
+    ("design", "staircase_min_ms"): 100,
+    ("design", "staircase_max_ms"): 1000,
+    ("design", "staircase_step_ms"): 100,
+    ("design", "staircase_down_after"): 3,
+    ("design", "min_window_width"): 0,
+    ("design", "min_window_height"): 0,
+}
+
+
 class ConfigError(ValueError):
     """The study config is missing, unreadable or has a wrong value; the message names the field."""
 
@@ -160,6 +176,14 @@ class Design:
     presentation: str = "buttons"      # "buttons" (server-timed) or "timed" (in-browser timing, exposure, mask)
     exposure_ms: int = 0               # "timed" only: hide the image(s) after this long; 0 = until answered
     mask_ms: int = 0                   # "timed" only: noise mask shown for this long after the exposure
+    staircase: bool = False            # "timed" only: adaptive exposure (HYPE_time) in place of exposure_ms
+    staircase_start_ms: int = 500      # staircase: first exposure of each condition (and every practice trial)
+    staircase_min_ms: int = 100        # staircase: floor of the exposure
+    staircase_max_ms: int = 1000       # staircase: ceiling of the exposure
+    staircase_step_ms: int = 100       # staircase: change per step
+    staircase_down_after: int = 3      # staircase: this many correct answers in a row step down; an error steps up
+    min_window_width: int = 0          # "timed" only: a trial starts only in a window at least this wide (px); 0 = off
+    min_window_height: int = 0         # "timed" only: ... and at least this tall (px); 0 = off
     minutes_estimate: int = 0          # shown in the briefing; 0 = estimate from trial counts
 
 
@@ -186,6 +210,8 @@ class Analysis:
     bootstrap_resamples: int = 10000
     assumed_icc: float = 0.027         # for the power calculator before data exist (Stein et al. median)
     target_power: float = 0.8
+    correction: str = "holm"           # across conditions: "holm" (family-wise error) or "bh" (Benjamini–Hochberg FDR)
+    mixed_model: bool = True           # also fit a GLMM with crossed participant and image random intercepts
 
 
 @dataclass
@@ -226,9 +252,11 @@ class StudyConfig:
     def fingerprint(self) -> str:
         """Short hash of the whole configuration; stored with every participant (frozen analysis plan)."""
         data = dataclasses.asdict(self)
-        if data["design"]["kind"] == "paired":
-            # design.kind was added later: paired studies keep the fingerprint they had before it existed.
-            del data["design"]["kind"]
+        # Fields added after the first release leave the fingerprint unchanged while at their defaults,
+        # so a study started before they existed keeps its fingerprint.
+        for (section, name), default in FIELDS_ADDED_LATER.items():
+            if data[section][name] == default:
+                del data[section][name]
         blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -249,13 +277,17 @@ class StudyConfig:
         if d.trials_per_condition < 1:
             raise ConfigError("design.trials_per_condition must be at least 1")
         for name in ("practice_trials", "attention_checks", "image_width", "minutes_estimate", "min_response_ms",
-                     "exposure_ms", "mask_ms"):
+                     "exposure_ms", "mask_ms", "min_window_width", "min_window_height"):
             if getattr(d, name) < 0:
                 raise ConfigError(f"design.{name} must not be negative")
         if d.presentation not in ("buttons", "timed"):
             raise ConfigError("design.presentation must be 'buttons' or 'timed'")
         if (d.exposure_ms or d.mask_ms) and d.presentation != "timed":
             raise ConfigError("design.exposure_ms and design.mask_ms need design.presentation = \"timed\"")
+        if (d.min_window_width or d.min_window_height) and d.presentation != "timed":
+            raise ConfigError("design.min_window_width and design.min_window_height need design.presentation = "
+                              "\"timed\" (the window check runs in the in-browser component)")
+        self._validate_staircase()
         if d.assignment not in ("within", "between"):
             raise ConfigError("design.assignment must be 'within' or 'between'")
         if not 0 < a.alpha < 0.5:
@@ -268,6 +300,9 @@ class StudyConfig:
             raise ConfigError("analysis.assumed_icc must be in [0, 1)")
         if not 0 < a.target_power < 1:
             raise ConfigError("analysis.target_power must be between 0 and 1")
+        if a.correction not in ("holm", "bh"):
+            raise ConfigError(f"analysis.correction must be 'holm' (family-wise error) or 'bh' "
+                              f"(Benjamini–Hochberg false discovery rate), got {a.correction!r}")
         if a.bootstrap_resamples < 100:
             raise ConfigError("analysis.bootstrap_resamples must be at least 100")
         if not self.consent_items:
@@ -277,6 +312,30 @@ class StudyConfig:
         url = self.completion.redirect_url
         if url and not url.startswith(("https://", "http://")):
             raise ConfigError("completion.redirect_url must start with https:// or http://")
+
+    def _validate_staircase(self) -> None:
+        d = self.design
+        # The bounds are checked even with the staircase off, so switching it on later cannot fail mid-study.
+        if d.staircase_min_ms < 1:
+            # 0 would mean "until answered" to the component, not a 0 ms exposure.
+            raise ConfigError("design.staircase_min_ms must be at least 1 (ms)")
+        if d.staircase_max_ms < d.staircase_min_ms:
+            raise ConfigError(f"design.staircase_max_ms ({d.staircase_max_ms}) must not be below "
+                              f"design.staircase_min_ms ({d.staircase_min_ms})")
+        if not d.staircase_min_ms <= d.staircase_start_ms <= d.staircase_max_ms:
+            raise ConfigError(f"design.staircase_start_ms ({d.staircase_start_ms}) must lie between "
+                              f"design.staircase_min_ms ({d.staircase_min_ms}) and "
+                              f"design.staircase_max_ms ({d.staircase_max_ms})")
+        if d.staircase_step_ms < 1:
+            raise ConfigError("design.staircase_step_ms must be at least 1 (ms)")
+        if d.staircase_down_after < 1:
+            raise ConfigError("design.staircase_down_after must be at least 1 (correct answers in a row)")
+        if d.staircase and d.presentation != "timed":
+            raise ConfigError("design.staircase needs design.presentation = \"timed\" (the exposure is timed "
+                              "in the browser)")
+        if d.staircase and d.exposure_ms:
+            raise ConfigError("design.exposure_ms is a fixed exposure, but design.staircase = true sets the "
+                              "exposure adaptively: set exposure_ms = 0 (or staircase = false)")
 
 
 LABEL_RE = re.compile(r"[A-Za-z0-9._=\-]{1,40}")
@@ -431,7 +490,14 @@ _COMMENTS = {
         "presentation: \"buttons\" (Streamlit buttons and arrow keys; response time measured on the server,\n"
         "network delay included) or \"timed\" (an in-browser component: images preloaded and shown on the\n"
         "same frame, response time measured in the browser, optional exposure_ms limit and backward mask_ms,\n"
-        "focus losses counted). min_response_ms: faster answers are ignored as accidental double clicks."
+        "focus losses counted). min_response_ms: faster answers are ignored as accidental double clicks.\n"
+        "staircase (\"timed\" only; HYPE_time): the exposure adapts, one staircase per condition and participant:\n"
+        "it starts at staircase_start_ms, steps down by staircase_step_ms after staircase_down_after correct\n"
+        "main answers in a row and up after any error, within staircase_min_ms..staircase_max_ms (HYPE: 100-1000).\n"
+        "Practice trials use the start exposure; attention checks use the current one and never move it. The\n"
+        "report gives each condition's mean threshold (each participant's modal exposure). Leave exposure_ms = 0.\n"
+        "min_window_width / min_window_height (\"timed\" only; 0 = off): a trial starts only once the browser\n"
+        "window is at least this large; until then the participant is asked to enlarge it."
     ),
     "completion": "Shown at the end. For Prolific use its code and redirect URL.",
     "recruitment": (
@@ -440,7 +506,10 @@ _COMMENTS = {
     ),
     "analysis": (
         "The pre-declared analysis plan; it is fingerprinted with every participant. equivalence_margin:\n"
-        "\"indistinguishable\" is claimed only if accuracy is shown to lie within 50% ± margin (TOST)."
+        "\"indistinguishable\" is claimed only if accuracy is shown to lie within 50% ± margin (TOST).\n"
+        "correction: how p-values are adjusted across conditions, \"holm\" (family-wise error) or \"bh\"\n"
+        "(Benjamini–Hochberg, false discovery rate; for many ψ values or checkpoints). mixed_model: also fit\n"
+        "a logistic GLMM with crossed participant and image random intercepts (Laplace approximation)."
     ),
     "storage": "Any SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db for several app servers.",
 }

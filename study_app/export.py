@@ -25,6 +25,9 @@ CODEBOOK: dict[str, str] = {
     "rt_ms": "Response time in milliseconds from the server sending the pair to the server receiving the answer (includes network delay).",
     "client_rt_ms": "Response time in ms measured in the browser from the first frame showing the pair (presentation = timed; else empty).",
     "exposure_ms": "How long the pair was on screen in ms, measured in the browser (presentation = timed; else empty).",
+    "target_exposure_ms": ("Exposure in ms the server asked the browser for: design.exposure_ms, or with "
+                           "design.staircase the staircase's value for this trial (presentation = timed with an "
+                           "exposure limit; else empty)."),
     "focus_losses": "Times the participant left the window or tab while the pair was shown (presentation = timed; else empty).",
     "window_size": "Browser window size as WIDTHxHEIGHT in CSS pixels (presentation = timed; else empty).",
     "shown_at": "UTC time the pair was first sent to the participant (ISO 8601).",

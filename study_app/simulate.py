@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -78,11 +79,15 @@ class AppSession:
         self.at.query_params.update(query_params or {})
         self.run()
 
-    def run(self) -> "AppSession":
+    def run(self, widget_states=None) -> "AppSession":
+        """Rerun the app (with explicit widget states: what a browser would send, see answer_timed)."""
         previous = os.environ.get(STUDY_DIR_ENV)
         os.environ[STUDY_DIR_ENV] = self.study_dir  # the app finds its study dir here, as under `serve`
         try:
-            self.at.run()
+            if widget_states is None:
+                self.at.run()
+            else:
+                self.at._run(widget_states)
         finally:
             if previous is None:
                 os.environ.pop(STUDY_DIR_ENV, None)
@@ -111,6 +116,17 @@ class AppSession:
         """The answers the buttons on screen offer: ["left", "right"] or ["real", "fake"]."""
         return [key.split("-", 2)[2] for key in self.button_keys() if key and key.startswith("answer-")]
 
+    def timed_component(self):
+        """The timed trial component on screen (presentation = "timed"), or None."""
+        from .views.timed import COMPONENT_NAME
+
+        return next((c for c in self.at.get("bidi_component") if c.proto.component_name == COMPONENT_NAME), None)
+
+    def timed_data(self) -> dict | None:
+        """The data the timed component on screen was given (trial, images, exposure_ms, ...), or None."""
+        component = self.timed_component()
+        return json.loads(component.proto.json) if component is not None else None
+
     def texts(self) -> str:
         parts = [e.value for kind in ("title", "markdown", "info", "success", "error", "caption", "warning")
                  for e in getattr(self.at, kind)]
@@ -134,6 +150,25 @@ class AppSession:
             raise RuntimeError(f"no pair on screen (buttons: {self.button_keys()})")
         return self.click(f"answer-{index}-{side}")
 
+    def answer_timed(self, answer: str, *, rt_ms: float = 800.0, focus_losses: int = 0,
+                     window: str = "1280x800") -> "AppSession":
+        """Answer the timed component's trial the way its JavaScript would: a trigger value on the
+        component's "answer" event, sent with the next run (AppTest cannot run the component's JS).
+        The reported exposure is the component's own limit, or the response time without one."""
+        from streamlit.components.v2.bidi_component.main import _make_trigger_id
+
+        component, data = self.timed_component(), self.timed_data()
+        if component is None:
+            raise RuntimeError(f"no timed trial on screen (buttons: {self.button_keys()})")
+        exposure = min(data["exposure_ms"], rt_ms) if data["exposure_ms"] else rt_ms
+        payload = {"trial": data["trial"], "answer": answer, "rt_ms": rt_ms, "exposure_ms": exposure,
+                   "focus_losses": focus_losses, "window": window}
+        states = self.at._tree.get_widget_states()
+        trigger = states.widgets.add()
+        trigger.id = _make_trigger_id(component.proto.id, "events")
+        trigger.json_trigger_value = json.dumps([{"event": "answer", "value": payload}])
+        return self.run(states)
+
     def step(self, choose: Callable[[int], str] | None = None) -> str | None:
         """Take the next action the screen asks for; returns what was done, None at the debrief.
         choose(trial index) gives the answer; by default the first button ("left" or "real")."""
@@ -141,6 +176,10 @@ class AppSession:
         index = self.current_trial()
         if index is not None:
             self.click(f"answer-{index}-{choose(index) if choose else self.answer_options()[0]}")
+            return "answer"
+        timed = self.timed_data()
+        if timed is not None:
+            self.answer_timed(choose(timed["trial"]) if choose else timed["choices"][0]["value"])
             return "answer"
         for key, action in (("start-trials", "start"), ("start-main", "start-main")):
             if key in keys:

@@ -21,6 +21,9 @@ from typing import Iterable, Sequence
 import numpy as np
 from scipy import stats as sps
 
+from . import glmm
+from . import hype_time as _hype_time
+
 # -- intervals and tests for one proportion --------------------------------------------------------
 
 
@@ -217,6 +220,32 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return adjusted.tolist()
 
 
+def benjamini_hochberg(pvalues: Sequence[float]) -> list[float]:
+    """Benjamini–Hochberg step-up adjusted p-values (false discovery rate; NaN stays NaN, not counted)."""
+    p = np.asarray(pvalues, dtype=float)
+    valid = np.flatnonzero(~np.isnan(p))
+    adjusted = np.full(p.shape, np.nan)
+    m = valid.size
+    order = valid[np.argsort(p[valid], kind="stable")]
+    running = 1.0
+    for rank in range(m - 1, -1, -1):      # from the largest p down: q_i = min over j ≥ i of m·p_j / j
+        i = order[rank]
+        running = min(running, m * p[i] / (rank + 1))
+        adjusted[i] = running
+    return adjusted.tolist()
+
+
+CORRECTIONS = {"holm": holm, "bh": benjamini_hochberg}
+CORRECTION_NAMES = {"holm": "Holm (family-wise error)", "bh": "Benjamini–Hochberg (false discovery rate)"}
+
+
+def adjust(pvalues: Sequence[float], method: str = "holm") -> list[float]:
+    """Adjust p-values across conditions by the configured correction ("holm" or "bh")."""
+    if method not in CORRECTIONS:
+        raise ValueError(f"correction must be one of {sorted(CORRECTIONS)}, got {method!r}")
+    return CORRECTIONS[method](pvalues)
+
+
 # -- power and sample size ------------------------------------------------------------------------------
 
 
@@ -350,13 +379,13 @@ class ConditionResult:
     correct: int
     accuracy: float
     p_value: float                    # exact binomial, two-sided, vs 50%
-    p_value_holm: float
+    p_value_adjusted: float
     ci_exact: tuple[float, float]     # Clopper–Pearson 95%
     ci_wilson: tuple[float, float]
     ci_bootstrap: tuple[float, float] # participants resampled
     participant_mean_accuracy: float
     participant_p_value: float        # t-test of per-participant accuracy vs 50%
-    participant_p_value_holm: float
+    participant_p_value_adjusted: float
     dprime: float                     # √2·z(PC)
     dprime_ci: tuple[float, float]    # from the exact interval
     left_choice_rate: float
@@ -365,7 +394,7 @@ class ConditionResult:
     dprime_bias_corrected: float
     tost_p_trials: float              # exact binomial TOST within 50% ± margin
     tost_p_participants: float        # t-based TOST on per-participant accuracy
-    tost_p_holm: float                # the larger of the two, Holm-adjusted across conditions
+    tost_p_adjusted: float                # the larger of the two, adjusted across conditions
     icc: float
     design_effect: float
     different: bool
@@ -383,13 +412,13 @@ class SingleConditionResult:
     correct: int
     accuracy: float                   # share classified correctly; 1 − accuracy = HYPE∞ error rate
     p_value: float                    # exact binomial, two-sided, vs 50%
-    p_value_holm: float
+    p_value_adjusted: float
     ci_exact: tuple[float, float]     # Clopper–Pearson 95%
     ci_wilson: tuple[float, float]
     ci_bootstrap: tuple[float, float] # participants resampled
     participant_mean_accuracy: float
     participant_p_value: float        # t-test of per-participant accuracy vs 50%
-    participant_p_value_holm: float
+    participant_p_value_adjusted: float
     real_trials: int
     real_judged_fake: int
     real_error: float                 # share of real images judged generated
@@ -413,12 +442,37 @@ class SingleConditionResult:
     real_answer_p_value: float        # exact binomial test of "real" answers vs the share of real images
     tost_p_trials: float              # exact binomial TOST within 50% ± margin
     tost_p_participants: float        # t-based TOST on per-participant accuracy
-    tost_p_holm: float                # the larger of the two, Holm-adjusted across conditions
+    tost_p_adjusted: float                # the larger of the two, adjusted across conditions
     icc: float
     design_effect: float
     different: bool
     equivalent: bool
     verdict: str
+
+
+@dataclass
+class MixedModelCondition:
+    condition: str
+    accuracy: float                   # typical participant on a typical image: expit(coefficient)
+    ci: tuple[float, float]           # Wald 95% on the logit scale, back-transformed
+    coefficient: float                # logit scale
+    se: float
+    p_value: float                    # Wald test vs 50%
+    p_value_adjusted: float
+    tost_p: float                     # Wald TOST within 50% ± margin
+    equivalent: bool                  # tost_p < α
+
+
+@dataclass
+class MixedModelReport:
+    """correct ~ 0 + condition + (1 | participant) + (1 | image) [+ (1 | real image)], Laplace fit."""
+    formula: str
+    conditions: list[MixedModelCondition]
+    random_sd: dict[str, float]       # logit-scale SD of each random intercept
+    group_sizes: dict[str, int]
+    trials: int
+    converged: bool
+    note: str = ""                    # why the model was not fitted, or a caution
 
 
 @dataclass
@@ -437,6 +491,9 @@ class StudyReport:
     verdict: str
     notes: list[str] = field(default_factory=list)
     design: str = "paired"                    # "paired" (2AFC) or "single" (one image per trial)
+    correction: str = "holm"                  # across conditions: "holm" or "bh"
+    mixed_model: MixedModelReport | None = None
+    hype_time: list[_hype_time.HypeTimeResult] = field(default_factory=list)   # staircase studies only
 
     def to_dict(self) -> dict:
         """Plain JSON-ready data (NaN and infinities become None)."""
@@ -557,23 +614,23 @@ def _verdict(res, margin: float, alpha: float, plan: PowerPlan, design: str = "p
     acc = f"accuracy {res.accuracy:.1%} (95% CI {res.ci_exact[0]:.1%}–{res.ci_exact[1]:.1%}, " \
           f"participant bootstrap {res.ci_bootstrap[0]:.1%}–{res.ci_bootstrap[1]:.1%})"
     if res.different and res.equivalent:
-        return (f"DISTINGUISHABLE, BUT ONLY SLIGHTLY: {acc} differs from 50% (p_holm={res.p_value_holm:.3g}) "
-                f"yet lies within the ±{margin:.0%} equivalence margin (TOST p_holm={res.tost_p_holm:.3g}).")
+        return (f"DISTINGUISHABLE, BUT ONLY SLIGHTLY: {acc} differs from 50% (p_adj={res.p_value_adjusted:.3g}) "
+                f"yet lies within the ±{margin:.0%} equivalence margin (TOST p_adj={res.tost_p_adjusted:.3g}).")
     if res.different and res.accuracy > 0.5:
         return (f"DISTINGUISHABLE: {words['better']}; {acc}; exact binomial "
-                f"p_holm={res.p_value_holm:.3g}, participant-level p_holm={res.participant_p_value_holm:.3g}. "
+                f"p_adj={res.p_value_adjusted:.3g}, participant-level p_adj={res.participant_p_value_adjusted:.3g}. "
                 "'Indistinguishable' is not supported.")
     if res.different:
-        return (f"FAKES JUDGED MORE REAL THAN REAL IMAGES: {acc} is below chance (p_holm={res.p_value_holm:.3g}).")
+        return (f"FAKES JUDGED MORE REAL THAN REAL IMAGES: {acc} is below chance (p_adj={res.p_value_adjusted:.3g}).")
     if res.equivalent:
         return (f"INDISTINGUISHABLE WITHIN ±{margin:.0%} IS SUPPORTED: {acc}; equivalence test (TOST) against "
-                f"50% ± {margin:.0%}: p_holm={res.tost_p_holm:.3g} at trial and participant level.")
+                f"50% ± {margin:.0%}: p_adj={res.tost_p_adjusted:.3g} at trial and participant level.")
     need = plan.participants_for_equivalence
     advice = (f" About {need} participants × {plan.trials_per_participant} {words['unit']} would give "
               f"{plan.target_power:.0%} power to show equivalence within ±{margin:.0%}." if need else "")
     return (f"INCONCLUSIVE — 'indistinguishable' is NOT supported: {acc}; no significant difference from 50% "
-            f"(p_holm={res.p_value_holm:.3g}), but equivalence within ±{margin:.0%} is not shown either "
-            f"(TOST p_holm={res.tost_p_holm:.3g}). A non-significant test is not evidence of no difference.{advice}")
+            f"(p_adj={res.p_value_adjusted:.3g}), but equivalence within ±{margin:.0%} is not shown either "
+            f"(TOST p_adj={res.tost_p_adjusted:.3g}). A non-significant test is not evidence of no difference.{advice}")
 
 
 def _single_stats(main: list[dict], resamples: int, seed: int) -> dict:
@@ -621,15 +678,66 @@ def _single_stats(main: list[dict], resamples: int, seed: int) -> dict:
         **boot)
 
 
+MIN_MIXED_MODEL_PARTICIPANTS = 5
+
+
+def mixed_model_results(kept: Sequence[dict], conditions: Sequence[str], design: str, *, alpha: float,
+                        margin: float, correction: str) -> MixedModelReport:
+    """Fit the crossed-effects GLMM to the analysed main trials. Items: the generated image, and in the
+    paired design also the real image it was paired with (both vary in how telling they are)."""
+    main = [r for r in kept if r["trial_kind"] == "main" and r["condition"] in set(conditions)]
+    groups = {"participant": [r["participant"] for r in main]}
+    if design == "single":
+        groups["image"] = [("real", r["real_image"]) if r["real_side"] == "real" else ("fake", r["fake_image"])
+                           for r in main]
+        formula = "correct ~ 0 + condition + (1 | participant) + (1 | image)"
+    else:
+        groups["fake image"] = [r["fake_image"] for r in main]
+        groups["real image"] = [r["real_image"] for r in main]
+        formula = "correct ~ 0 + condition + (1 | participant) + (1 | fake image) + (1 | real image)"
+    empty = MixedModelReport(formula=formula, conditions=[], random_sd={}, group_sizes={}, trials=len(main),
+                             converged=False)
+    people = len(set(groups["participant"]))
+    if people < MIN_MIXED_MODEL_PARTICIPANTS:
+        empty.note = (f"not fitted: {people} analysed participants; the mixed model needs at least "
+                      f"{MIN_MIXED_MODEL_PARTICIPANTS} to estimate the spread between them.")
+        return empty
+    try:
+        fit = glmm.fit_crossed_logistic([bool(r["correct"]) for r in main], [r["condition"] for r in main], groups)
+    except glmm.MixedModelError as exc:
+        empty.note = f"not fitted: {exc}"
+        return empty
+    index = {name: i for i, name in enumerate(fit.fixed_names)}
+    fitted = [label for label in conditions if label in index]
+    adjusted = adjust([fit.p_value(index[label]) for label in fitted], correction)
+    rows = []
+    for label, p_adj in zip(fitted, adjusted):
+        i = index[label]
+        tost = fit.tost_p(i, margin)
+        rows.append(MixedModelCondition(
+            condition=label, accuracy=fit.accuracy(i), ci=fit.interval(i), coefficient=float(fit.coef[i]),
+            se=float(fit.se[i]), p_value=fit.p_value(i), p_value_adjusted=p_adj, tost_p=tost,
+            equivalent=bool(tost < alpha)))
+    return MixedModelReport(
+        formula=formula, conditions=rows, random_sd=dict(zip(fit.group_names, map(float, fit.sd))),
+        group_sizes=dict(zip(fit.group_names, fit.group_sizes)), trials=fit.trials, converged=fit.converged,
+        note="" if fit.converged else "the optimiser of the variance components did not report convergence.")
+
+
 def analyse(rows: Sequence[dict], *, conditions: Sequence[str], design: str = "paired", alpha: float = 0.05,
             margin: float = 0.05, min_attention_correct: float = 1.0, exclude_median_rt_below_ms: int = 0,
             include_incomplete: bool = False, min_views_per_image: int = 10, bootstrap_resamples: int = 10000,
             trials_per_participant: int = 20, assumed_icc: float = 0.027, target_power: float = 0.8,
+            correction: str = "holm", mixed_model: bool = True, staircase_floor_ms: int | None = None,
             seed: int = 0) -> StudyReport:
     """Analyse exported trial rows (keys: participant, participant_status, trial_kind, condition,
-    real_image, fake_image, real_side, chosen_side, correct, rt_ms) of a "paired" or "single" study."""
+    real_image, fake_image, real_side, chosen_side, correct, rt_ms) of a "paired" or "single" study.
+    staircase_floor_ms: set (to design.staircase_min_ms) for a study run with the HYPE_time staircase,
+    which adds each condition's exposure threshold; None otherwise."""
     if design not in _WORDS:
         raise ValueError(f"design must be 'paired' or 'single', got {design!r}")
+    if correction not in CORRECTIONS:
+        raise ValueError(f"correction must be one of {sorted(CORRECTIONS)}, got {correction!r}")
     rows = list(rows)
     early_notes = []
     other = [r for r in rows if is_single_row(r) != (design == "single")]
@@ -698,15 +806,15 @@ def analyse(rows: Sequence[dict], *, conditions: Sequence[str], design: str = "p
             left_choice_rate=left / trials if trials else math.nan,
             position_p_value=binomial_test(left, trials), position_bias_c=c_pos, dprime_bias_corrected=d_pos))
 
-    p_holm = holm([r["p_value"] for r in results])
-    pp_holm = holm([r["participant_p_value"] for r in results])
-    tost_holm = holm([max(r["tost_p_trials"], r["tost_p_participants"]) for r in results])
+    p_adj = adjust([r["p_value"] for r in results], correction)
+    pp_adj = adjust([r["participant_p_value"] for r in results], correction)
+    tost_adj = adjust([max(r["tost_p_trials"], r["tost_p_participants"]) for r in results], correction)
     result_class = SingleConditionResult if design == "single" else ConditionResult
     condition_results = []
-    for r, ph, pph, th in zip(results, p_holm, pp_holm, tost_holm):
+    for r, ph, pph, th in zip(results, p_adj, pp_adj, tost_adj):
         different = bool(ph < alpha and pph < alpha)   # NaN compares False: one participant proves nothing
         equivalent = bool(th < alpha)
-        res = result_class(**r, p_value_holm=ph, participant_p_value_holm=pph, tost_p_holm=th,
+        res = result_class(**r, p_value_adjusted=ph, participant_p_value_adjusted=pph, tost_p_adjusted=th,
                            different=different, equivalent=equivalent, verdict="")
         res.verdict = _verdict(res, margin, alpha, plan, design) if res.trials else "NO DATA for this condition yet."
         condition_results.append(res)
@@ -724,7 +832,7 @@ def analyse(rows: Sequence[dict], *, conditions: Sequence[str], design: str = "p
 
     notes = list(early_notes)
     if len(conditions) > 1:
-        notes.append(f"Holm correction across {len(conditions)} conditions (family-wise α = {alpha}).")
+        notes.append(f"{CORRECTION_NAMES[correction]} correction across {len(conditions)} conditions (α = {alpha}).")
     if any(s.undersampled for s in image_stats(kept, min_views=min_views_per_image)):
         notes.append(f"Some images were seen fewer than {min_views_per_image} times: their fool rates are noisy.")
     return StudyReport(
@@ -735,7 +843,12 @@ def analyse(rows: Sequence[dict], *, conditions: Sequence[str], design: str = "p
         excluded=excluded, incomplete=incomplete if not include_incomplete else [],
         attention_accuracy=sum(attention) / len(attention) if attention else math.nan,
         conditions=condition_results, images=image_stats(kept, min_views=min_views_per_image),
-        power=plan, verdict=verdict, notes=notes, design=design)
+        power=plan, verdict=verdict, notes=notes, design=design, correction=correction,
+        mixed_model=mixed_model_results(kept, conditions, design, alpha=alpha, margin=margin,
+                                        correction=correction) if mixed_model else None,
+        hype_time=[] if staircase_floor_ms is None else _hype_time.hype_time(
+            kept, conditions, include_incomplete=True, floor_ms=staircase_floor_ms,
+            resamples=bootstrap_resamples, seed=seed))
 
 
 def _pct(x: float) -> str:
@@ -769,7 +882,7 @@ def _single_lines(report: StudyReport) -> list[str]:
         "(c > 0: bias toward 'generated'), with the " + SDT_CORRECTION + ".",
         "",
         f"{'condition':<16} {'people':>6} {'trials':>6} {'acc':>6} {'exact 95% CI':>15} {'bootstrap CI':>15} "
-        f"{'p':>7} {'p_holm':>7} {'realerr':>7} {'fakeerr':>7} {'d′':>6} {'c':>6} {'TOST p':>7}",
+        f"{'p':>7} {'p_adj':>7} {'realerr':>7} {'fakeerr':>7} {'d′':>6} {'c':>6} {'TOST p':>7}",
     ]
     for c in report.conditions:
         if not c.trials:
@@ -778,8 +891,8 @@ def _single_lines(report: StudyReport) -> list[str]:
         lines.append(
             f"{c.condition:<16} {c.participants:>6} {c.trials:>6} {_pct(c.accuracy)} "
             f"{_pct(c.ci_exact[0])}–{_pct(c.ci_exact[1]).strip():>6} {_pct(c.ci_bootstrap[0])}–{_pct(c.ci_bootstrap[1]).strip():>6} "
-            f"{c.p_value:>7.3g} {c.p_value_holm:>7.3g}  {_pct(c.real_error)}  {_pct(c.fake_error)} "
-            f"{c.dprime:>6.2f} {c.criterion_c:>+6.2f} {c.tost_p_holm:>7.3g}")
+            f"{c.p_value:>7.3g} {c.p_value_adjusted:>7.3g}  {_pct(c.real_error)}  {_pct(c.fake_error)} "
+            f"{c.dprime:>6.2f} {c.criterion_c:>+6.2f} {c.tost_p_adjusted:>7.3g}")
     lines.append("")
     for c in report.conditions:
         lines.append(f"[{c.condition}] {c.verdict}")
@@ -814,7 +927,7 @@ def _paired_lines(report: StudyReport) -> list[str]:
         f"equivalence margin ±{report.margin:.0%}.",
         "",
         f"{'condition':<16} {'people':>6} {'trials':>6} {'acc':>6} {'exact 95% CI':>15} {'bootstrap CI':>15} "
-        f"{'p':>7} {'p_holm':>7} {'d′':>6} {'left':>6} {'TOST p':>7}",
+        f"{'p':>7} {'p_adj':>7} {'d′':>6} {'left':>6} {'TOST p':>7}",
     ]
     for c in report.conditions:
         if not c.trials:
@@ -823,7 +936,7 @@ def _paired_lines(report: StudyReport) -> list[str]:
         lines.append(
             f"{c.condition:<16} {c.participants:>6} {c.trials:>6} {_pct(c.accuracy)} "
             f"{_pct(c.ci_exact[0])}–{_pct(c.ci_exact[1]).strip():>6} {_pct(c.ci_bootstrap[0])}–{_pct(c.ci_bootstrap[1]).strip():>6} "
-            f"{c.p_value:>7.3g} {c.p_value_holm:>7.3g} {c.dprime:>6.2f} {_pct(c.left_choice_rate)} {c.tost_p_holm:>7.3g}")
+            f"{c.p_value:>7.3g} {c.p_value_adjusted:>7.3g} {c.dprime:>6.2f} {_pct(c.left_choice_rate)} {c.tost_p_adjusted:>7.3g}")
     lines.append("")
     for c in report.conditions:
         lines.append(f"[{c.condition}] {c.verdict}")
@@ -833,6 +946,23 @@ def _paired_lines(report: StudyReport) -> list[str]:
                      f"d′ 95% CI {c.dprime_ci[0]:.2f} to {c.dprime_ci[1]:.2f}; side bias c = {c.position_bias_c:+.2f} "
                      f"(left answers p = {c.position_p_value:.3g}); ICC = {c.icc:.3f}, design effect {c.design_effect:.2f}; "
                      f"mean participant accuracy {_pct(c.participant_mean_accuracy).strip()} (t-test p = {c.participant_p_value:.3g}).")
+    return lines
+
+
+def _mixed_model_lines(mm: MixedModelReport | None, margin: float) -> list[str]:
+    if mm is None:
+        return []
+    lines = ["", f"Mixed model (GLMM, Laplace): {mm.formula}"]
+    if not mm.conditions:
+        return lines + [f"    {mm.note}"]
+    sds = ", ".join(f"{name} {sd:.2f} ({mm.group_sizes[name]} levels)" for name, sd in mm.random_sd.items())
+    lines.append(f"    {mm.trials} main trials; random-intercept SD on the logit scale: {sds}.")
+    for c in mm.conditions:
+        lines.append(f"    {c.condition:<16} typical accuracy {_pct(c.accuracy).strip()} (95% CI {_ci(c.ci)}), "
+                     f"p = {c.p_value:.3g}, p_adj = {c.p_value_adjusted:.3g}, TOST ±{margin:.0%} p = {c.tost_p:.3g}"
+                     f"{' (equivalent)' if c.equivalent else ''}.")
+    if mm.note:
+        lines.append(f"    Note: {mm.note}")
     return lines
 
 
@@ -849,6 +979,9 @@ def format_report(report: StudyReport, *, max_images: int = 10) -> str:
         f"    to show equivalence within ±{p.margin:.0%}: "
         f"{_needed(p.trials_for_equivalence, p.participants_for_equivalence)}",
     ]
+    lines += _mixed_model_lines(report.mixed_model, report.margin)
+    hype = _hype_time.format_hype_time(report.hype_time)
+    lines += [""] + hype if hype else []
     fakes = [s for s in report.images if s.role == "fake"]
     if fakes:
         under = sum(s.undersampled for s in fakes)

@@ -68,6 +68,9 @@ responses = sa.Table(
     sa.Column("exposure_ms", sa.Float, nullable=True),                    # "timed": how long the pair was on screen
     sa.Column("focus_losses", sa.Integer, nullable=True),                 # "timed": window blurs / tab switches
     sa.Column("window_size", sa.String(32), nullable=True),               # "timed": e.g. "1280x720"
+    # "timed" with an exposure limit: the exposure the trial was meant to have (fixed exposure_ms, or the
+    # staircase's value), set by the server. Added later: older databases get it on open (_add_missing_columns).
+    sa.Column("target_exposure_ms", sa.Integer, nullable=True),
     sa.Column("shown_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("answered_at", sa.DateTime(timezone=True), nullable=False),
     sa.UniqueConstraint("participant_id", "trial_index", name="uq_response_participant_trial"),
@@ -190,6 +193,24 @@ def _configure_sqlite(engine: sa.Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def _add_missing_columns(conn: sa.Connection) -> None:
+    """Add columns that a table gained after databases holding it already existed: create_all makes
+    missing tables but never alters existing ones. Only nullable columns can be added this way (old
+    rows get NULL); a concurrent server adding the same column fails and create_schema retries."""
+    inspector = sa.inspect(conn)
+    quote = conn.dialect.identifier_preparer.quote
+    for table in metadata.sorted_tables:
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            if not column.nullable:  # pragma: no cover - a schema change that needs a real migration
+                raise StorageError(f"the database's table {table.name} lacks the column {column.name}, "
+                                   "which cannot be added automatically (it is not nullable)")
+            conn.exec_driver_sql(f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(column.name)} "
+                                 f"{column.type.compile(dialect=conn.dialect)}")
+
+
 def make_engine(url: str) -> sa.Engine:
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
@@ -219,6 +240,7 @@ class StudyStore:
             try:
                 with self._write() as conn:
                     metadata.create_all(conn)
+                    _add_missing_columns(conn)
                     existing = set(conn.execute(sa.select(study_state.c.key)).scalars())
                     for key, value in (("schema_version", str(SCHEMA_VERSION)), ("open", "1")):
                         if key not in existing:
@@ -341,9 +363,11 @@ class StudyStore:
                          .values(status="in_progress", started_at=_utcnow()))
 
     def record_answer(self, token: str, trial_index: int, chosen_side: str, *, rt_ms: float | None = None,
-                      shown_at: datetime | None = None, client: dict | None = None) -> AnswerOutcome:
+                      shown_at: datetime | None = None, client: dict | None = None,
+                      target_exposure_ms: int | None = None) -> AnswerOutcome:
         """Store the answer to the participant's current trial, exactly once. `chosen_side` is the side
         chosen as real ("left"/"right") in the paired design, "real" or "fake" in the single design.
+        `target_exposure_ms` is the exposure the server asked the browser for (timed presentation).
 
         Returns status "duplicate" (and the stored answer, unchanged) when that trial was already
         answered; raises NotCurrentTrial for a trial further ahead, UnknownParticipant for an
@@ -375,7 +399,7 @@ class StudyStore:
                     participant_id=row.id, trial_index=trial_index, kind=trial.kind, condition=trial.condition,
                     real_image=trial.real_image, fake_image=trial.fake_image, real_side=trial.real_side,
                     chosen_side=chosen_side, correct=correct, rt_ms=rt_ms, shown_at=shown_at, answered_at=now,
-                    **_client_columns(client)))
+                    target_exposure_ms=target_exposure_ms, **_client_columns(client)))
                 completed = answered + 1 == row.n_trials
                 if completed:
                     conn.execute(participants.update().where(participants.c.id == row.id)
@@ -462,7 +486,8 @@ class StudyStore:
             responses.c.trial_index, responses.c.kind.label("trial_kind"), responses.c.condition,
             responses.c.real_image, responses.c.fake_image, responses.c.real_side, responses.c.chosen_side,
             responses.c.correct, responses.c.rt_ms, responses.c.client_rt_ms, responses.c.exposure_ms,
-            responses.c.focus_losses, responses.c.window_size, responses.c.shown_at, responses.c.answered_at)
+            responses.c.focus_losses, responses.c.window_size, responses.c.target_exposure_ms,
+            responses.c.shown_at, responses.c.answered_at)
             .join(participants, responses.c.participant_id == participants.c.id)
             .order_by(participants.c.id, responses.c.trial_index))
         with self._read() as conn:

@@ -77,7 +77,8 @@ class Study:
             exclude_median_rt_below_ms=a.exclude_median_rt_below_ms, include_incomplete=a.include_incomplete,
             min_views_per_image=a.min_views_per_image, bootstrap_resamples=a.bootstrap_resamples,
             trials_per_participant=d.trials_per_condition, assumed_icc=a.assumed_icc,
-            target_power=a.target_power, seed=d.seed)
+            target_power=a.target_power, correction=a.correction, mixed_model=a.mixed_model,
+            staircase_floor_ms=d.staircase_min_ms if d.staircase else None, seed=d.seed)
 
     def export_records(self, include_platform_ids: bool = False) -> list[dict]:
         rows = self.store.trial_rows()

@@ -69,8 +69,8 @@ def _condition_row(c) -> dict:
         "accuracy": f"{c.accuracy:.1%}" if has else "–",
         "exact 95% CI": f"{c.ci_exact[0]:.1%}–{c.ci_exact[1]:.1%}" if has else "–",
         "bootstrap 95% CI": f"{c.ci_bootstrap[0]:.1%}–{c.ci_bootstrap[1]:.1%}" if has else "–",
-        "p (Holm)": round(c.p_value_holm, 4) if has else None,
-        "TOST p (Holm)": round(c.tost_p_holm, 4) if has else None,
+        "p (adjusted)": round(c.p_value_adjusted, 4) if has else None,
+        "TOST p (adjusted)": round(c.tost_p_adjusted, 4) if has else None,
         "d′": round(c.dprime, 2) if has else None,
     }
     if isinstance(c, stats.SingleConditionResult):

@@ -19,9 +19,11 @@ import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 
 from study_app.planning import SIDES, TRUTHS
+from study_app.staircase import trial_exposure
 from study_app.storage import NotCurrentTrial, ParticipantFinished, StudyClosed, UnknownParticipant
 from study_app.views.common import fill, image_thumbnail, load_study, pair_thumbnail
-from study_app.views.timed import answer_keys, answer_payload, data_url, timed_pair, timed_single
+from study_app.views.timed import (answer_keys, answer_payload, data_url, timed_pair, timed_single,
+                                   window_requirement)
 
 study = load_study()
 cfg = study.config
@@ -30,6 +32,8 @@ ss = st.session_state
 SINGLE = cfg.design.kind == "single"
 UNIT = "image" if SINGLE else "pair"     # what one trial shows, in the participant's words
 TRUTH_WORDS = {"real": "real", "fake": "generated"}
+MIN_WINDOW = (cfg.design.min_window_width, cfg.design.min_window_height)   # (0, 0): no minimum
+WINDOW_NOTE = window_requirement(*MIN_WINDOW)
 
 
 # -- actions (widget callbacks: they run before the page is drawn again) ---------------------------
@@ -63,7 +67,8 @@ def _start_trials(token: str) -> None:
     store.start_trials(token)
 
 
-def _answer(token: str, index: int, side: str, client: dict | None = None) -> None:
+def _answer(token: str, index: int, side: str, client: dict | None = None,
+            target_exposure_ms: int | None = None) -> None:
     shown = ss.get(f"shown-{token}-{index}")
     rt_ms = (time.monotonic() - shown[0]) * 1000 if shown else None
     # The browser's own measurement, when there is one, is the better clock.
@@ -77,7 +82,7 @@ def _answer(token: str, index: int, side: str, client: dict | None = None) -> No
         return
     try:
         outcome = store.record_answer(token, index, side, rt_ms=rt_ms, shown_at=shown[1] if shown else None,
-                                      client=client)
+                                      client=client, target_exposure_ms=target_exposure_ms)
     except (NotCurrentTrial, ParticipantFinished):
         ss["notice"] = "That click was for a screen you had already left; it was not recorded."
         return
@@ -97,10 +102,19 @@ def _answer(token: str, index: int, side: str, client: dict | None = None) -> No
         ss["feedback"] = {"token": token, "index": index, "correct": outcome.correct}
 
 
-def _answer_timed(token: str, index: int, key: str) -> None:
+def _answer_timed(token: str, index: int, key: str, exposure_ms: int) -> None:
     payload = answer_payload(key)
     if payload and payload.get("trial") == index and payload.get("answer") in SIDES + TRUTHS:
-        _answer(token, index, payload["answer"], client=payload)
+        # exposure_ms is what this component was given (0: shown until answered, nothing to store).
+        _answer(token, index, payload["answer"], client=payload, target_exposure_ms=exposure_ms or None)
+
+
+def _exposure_ms(token: str, trial) -> int:
+    """Exposure for the timed component: the fixed design.exposure_ms, or the staircase's value, which
+    follows from the stored answers alone (so a reload shows the trial at the same exposure)."""
+    if not cfg.design.staircase:
+        return cfg.design.exposure_ms
+    return trial_exposure(cfg.design, store.answers(token), trial)
 
 
 def _withdraw(token: str) -> None:
@@ -138,6 +152,8 @@ def screen_briefing() -> None:
     if "Mobi" in (st.context.headers or {}).get("User-Agent", ""):
         st.warning("Images are hard to judge on a small screen: please take part on a computer." if SINGLE else
                    "This study shows two images side by side: please take part on a computer with a large screen.")
+    if WINDOW_NOTE:
+        st.info(f"This study needs a browser window of {WINDOW_NOTE}.")
     st.markdown(fill(cfg.texts.briefing, study))
     with st.expander("How your data are used", expanded=True):
         st.markdown(fill(cfg.texts.data_use, study))
@@ -164,6 +180,9 @@ def screen_consent() -> None:
 def screen_instructions(token: str) -> None:
     st.title("Instructions")
     st.markdown(fill(cfg.texts.instructions, study))
+    if WINDOW_NOTE:
+        st.info(f"Keep your browser window {WINDOW_NOTE} (full screen is best): each {UNIT} appears "
+                "only when the window is large enough.")
     label = f"Start the practice {UNIT}s" if cfg.design.practice_trials else "Start"
     st.button(label, type="primary", key="start-trials", on_click=_start_trials, args=(token,))
     st.caption(f"Your personal link resumes the study where you left off: keep this page's address (…?p={token}).")
@@ -199,11 +218,12 @@ def screen_trial(token: str, state) -> None:
         single_trial(token, trial)
     elif cfg.design.presentation == "timed":
         key = f"timed-{token}-{trial.index}-{ss.get(f'remount-{token}-{trial.index}', 0)}"
+        exposure = _exposure_ms(token, trial)
         timed_pair(key=key, trial_index=trial.index,
                    left=data_url(study.images.read(trial.left_image), study.manifest.get(trial.left_image).format),
                    right=data_url(study.images.read(trial.right_image), study.manifest.get(trial.right_image).format),
-                   exposure_ms=cfg.design.exposure_ms, mask_ms=cfg.design.mask_ms,
-                   on_answer=functools.partial(_answer_timed, token, trial.index, key))
+                   exposure_ms=exposure, mask_ms=cfg.design.mask_ms, min_window=MIN_WINDOW,
+                   on_answer=functools.partial(_answer_timed, token, trial.index, key, exposure))
         st.caption("Keyboard: ← or F: left is real; → or J: right is real.")
     else:
         width = cfg.design.image_width or "stretch"
@@ -222,10 +242,11 @@ def single_trial(token: str, trial) -> None:
     """One image; the answers are "real" and "fake" (shown as Generated)."""
     if cfg.design.presentation == "timed":
         key = f"timed-{token}-{trial.index}-{ss.get(f'remount-{token}-{trial.index}', 0)}"
+        exposure = _exposure_ms(token, trial)
         timed_single(key=key, trial_index=trial.index,
                      image=data_url(study.images.read(trial.image), study.manifest.get(trial.image).format),
-                     exposure_ms=cfg.design.exposure_ms, mask_ms=cfg.design.mask_ms,
-                     on_answer=functools.partial(_answer_timed, token, trial.index, key))
+                     exposure_ms=exposure, mask_ms=cfg.design.mask_ms, min_window=MIN_WINDOW,
+                     on_answer=functools.partial(_answer_timed, token, trial.index, key, exposure))
     else:
         _, middle, _ = st.columns([1, 4, 1])
         with middle:

@@ -5,8 +5,10 @@ the timing in the browser: the images (two in the paired design, one in the sing
 are preloaded and decoded, attached on the same animation frame, optionally hidden after
 `exposure_ms` (then a noise mask for `mask_ms`), and the response time is measured with
 performance.now() from the first frame the trial was on screen. Window blur and tab switches during
-the trial are counted. One answer per trial: the component locks itself after the first click or
-key press, and the server still accepts only the current trial.
+the trial are counted. With a minimum window size (design.min_window_width / _height) a trial does
+not start, images hidden and buttons disabled, until the window is large enough (checked on
+`resize`). One answer per trial: the component locks itself after the first click or key press,
+and the server still accepts only the current trial.
 
 A second, invisible component (`answer_keys`) gives the single design's Streamlit buttons the R and
 G keys: st.button takes one shortcut per button, and Streamlit reserves R for itself.
@@ -32,6 +34,7 @@ _CSS = """
 .study-pair .imgs.single figure { flex: 0 1 28rem; }
 .study-pair .choices { display: flex; gap: 1rem; justify-content: center; margin-top: .75rem; }
 .study-pair .choices button { flex: 0 1 12rem; }
+.study-pair.too-small .status { opacity: 1; font-weight: 600; color: var(--st-red-color, #ff2b2b); }
 """
 
 _JS = """
@@ -39,7 +42,8 @@ export default function (component) {
   const { data, setTriggerValue, parentElement } = component;
   const existing = parentElement.querySelector('.study-pair');
   // Reruns re-invoke this function; the same trial must keep its clock and its one answer.
-  if (existing && existing.dataset.trial === String(data.trial)) return;
+  // Streamlit keeps only the latest call's cleanup, so a rerun hands back the one of the first call.
+  if (existing && existing.dataset.trial === String(data.trial)) return existing.studyCleanup;
   if (existing) existing.remove();
 
   // Paired: one answer button under each image. Single: one image, the answer buttons in a row below.
@@ -108,7 +112,32 @@ export default function (component) {
     img.src = src;
   });
 
-  Promise.all(data.images.map(load)).then((images) => {
+  // Minimum window (0 = no limit): the trial, and its clock, start only once the window is large enough.
+  const minW = data.min_width || 0, minH = data.min_height || 0;
+  const bigEnough = () => window.innerWidth >= minW && window.innerHeight >= minH;
+  const tooSmall = () => {
+    const need = minW && minH ? `${minW}×${minH} px` : minW ? `${minW} px wide` : `${minH} px tall`;
+    return `Please enlarge your browser window to at least ${need} `
+      + `(it is now ${window.innerWidth}×${window.innerHeight}). The trial starts as soon as it is large enough.`;
+  };
+  let onResize = null;
+  const whenBigEnough = (start) => {
+    if (bigEnough()) { start(); return; }
+    box.classList.add('too-small');
+    status.textContent = tooSmall();
+    onResize = () => {
+      if (!box.isConnected) return;
+      if (!bigEnough()) { status.textContent = tooSmall(); return; }
+      window.removeEventListener('resize', onResize);
+      onResize = null;
+      box.classList.remove('too-small');
+      status.textContent = data.loading;
+      start();
+    };
+    window.addEventListener('resize', onResize);
+  };
+
+  Promise.all(data.images.map(load)).then((images) => whenBigEnough(() => {
     requestAnimationFrame(() => {
       images.forEach((img, i) => slots[i].appendChild(img));
       requestAnimationFrame(() => {            // the frame with every image has been painted
@@ -134,13 +163,15 @@ export default function (component) {
         }
       });
     });
-  }, () => { status.textContent = 'The images could not be loaded. Please reload the page.'; });
+  }), () => { status.textContent = 'The images could not be loaded. Please reload the page.'; });
 
-  return () => {
+  box.studyCleanup = () => {
+    if (onResize) window.removeEventListener('resize', onResize);
     window.removeEventListener('blur', onBlur);
     document.removeEventListener('visibilitychange', onVisibility);
     window.removeEventListener('keydown', onKey, true);
   };
+  return box.studyCleanup;
 }
 """
 
@@ -173,10 +204,13 @@ SINGLE_CHOICES = ({"value": "real", "label": "Real (← or R)", "keys": ("ArrowL
                   {"value": "fake", "label": "Generated (→ or G)", "keys": ("ArrowRight", "g", "G")})
 
 
+COMPONENT_NAME = "study_app_timed_pair"
+
+
 @st.cache_resource(show_spinner=False)
 def _component():
     # Registered once per server process: registering the same name again only logs a warning.
-    return st.components.v2.component("study_app_timed_pair", css=_CSS, js=_JS)
+    return st.components.v2.component(COMPONENT_NAME, css=_CSS, js=_JS)
 
 
 @st.cache_resource(show_spinner=False)
@@ -188,20 +222,41 @@ def data_url(data: bytes, image_format: str) -> str:
     return f"data:{_MIME.get(image_format.upper(), 'application/octet-stream')};base64,{base64.b64encode(data).decode()}"
 
 
-def timed_pair(*, key: str, trial_index: int, left: str, right: str, exposure_ms: int, mask_ms: int, on_answer) -> None:
+def trial_data(*, trial_index: int, images: tuple[str, ...], exposure_ms: int, mask_ms: int,
+               min_window: tuple[int, int] = (0, 0)) -> dict:
+    """What the component gets for one trial: one image (single design) or two (paired).
+    min_window = (width, height) in CSS px the window must reach before the trial starts; 0 = no limit."""
+    paired = len(images) == 2
+    return {"trial": trial_index, "images": tuple(images), "choices": PAIRED_CHOICES if paired else SINGLE_CHOICES,
+            "prompt": "Which one was real?" if paired else "Real or generated?",
+            "loading": "Loading the images…" if paired else "Loading the image…",
+            "exposure_ms": exposure_ms, "mask_ms": mask_ms,
+            "min_width": min_window[0], "min_height": min_window[1]}
+
+
+def timed_pair(*, key: str, trial_index: int, left: str, right: str, exposure_ms: int, mask_ms: int, on_answer,
+               min_window: tuple[int, int] = (0, 0)) -> None:
     """Mount the component for one pair; on_answer() runs when the participant answers."""
-    _component()(key=key, data={"trial": trial_index, "images": (left, right), "choices": PAIRED_CHOICES,
-                                 "prompt": "Which one was real?", "loading": "Loading the images…",
-                                 "exposure_ms": exposure_ms, "mask_ms": mask_ms},
+    _component()(key=key, data=trial_data(trial_index=trial_index, images=(left, right), exposure_ms=exposure_ms,
+                                          mask_ms=mask_ms, min_window=min_window),
                  on_answer_change=on_answer, height="content")
 
 
-def timed_single(*, key: str, trial_index: int, image: str, exposure_ms: int, mask_ms: int, on_answer) -> None:
+def timed_single(*, key: str, trial_index: int, image: str, exposure_ms: int, mask_ms: int, on_answer,
+                 min_window: tuple[int, int] = (0, 0)) -> None:
     """Mount the component for one image (single design); on_answer() runs when the participant answers."""
-    _component()(key=key, data={"trial": trial_index, "images": (image,), "choices": SINGLE_CHOICES,
-                                 "prompt": "Real or generated?", "loading": "Loading the image…",
-                                 "exposure_ms": exposure_ms, "mask_ms": mask_ms},
+    _component()(key=key, data=trial_data(trial_index=trial_index, images=(image,), exposure_ms=exposure_ms,
+                                          mask_ms=mask_ms, min_window=min_window),
                  on_answer_change=on_answer, height="content")
+
+
+def window_requirement(min_width: int, min_height: int) -> str:
+    """The minimum window in words ("" when there is none), e.g. "at least 1024×700 px"."""
+    if min_width and min_height:
+        return f"at least {min_width}×{min_height} px"
+    if min_width:
+        return f"at least {min_width} px wide"
+    return f"at least {min_height} px tall" if min_height else ""
 
 
 def answer_keys(*, key: str, trial_index: int) -> None:

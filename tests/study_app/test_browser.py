@@ -228,3 +228,35 @@ def test_single_image_timed_presentation(make_study, serve_study, browser, brows
     assert [r["chosen_side"] for r in rows] == ["fake", "real", "fake"]
     for r in rows:
         assert r["client_rt_ms"] >= 250 and 250 <= r["exposure_ms"] <= 1000 and r["window_size"] == "1200x900"
+
+
+def test_timed_trial_waits_for_the_minimum_window(make_study, serve_study, browser, browser_consent):
+    """design.min_window_*: in a smaller window the trial does not start (no images, buttons disabled,
+    a message with both sizes); enlarging the window starts it."""
+    from playwright.sync_api import expect
+
+    study_dir = make_study(conditions=("A",), trials_per_condition=1, practice_trials=1, attention_checks=0,
+                           presentation="timed", min_window_width=1000, min_window_height=700, min_response_ms=250)
+    base = serve_study(study_dir)
+    study = Study(study_dir)
+    page = browser.new_page(viewport={"width": 800, "height": 600})
+    token = browser_consent(page, base)
+    message = page.get_by_text("Please enlarge your browser window to at least 1000×700 px (it is now 800×600)")
+    expect(message).to_be_visible()
+    left = page.get_by_role("button", name="Left is real (←)")
+    time.sleep(0.5)                                   # images long loaded: they would be on screen by now
+    expect(page.locator(".study-pair img")).to_have_count(0)
+    expect(left).to_be_disabled()
+    page.set_viewport_size({"width": 1000, "height": 650})      # wide enough, not tall enough
+    expect(page.get_by_text("(it is now 1000×650)")).to_be_visible()
+    expect(left).to_be_disabled()
+    page.set_viewport_size({"width": 1200, "height": 900})
+    expect(page.locator(".study-pair img")).to_have_count(2)
+    expect(left).to_be_enabled()
+    expect(message).to_have_count(0)
+    time.sleep(HUMAN_PAUSE_S)
+    left.click()
+    expect(page.get_by_role("button", name="Next pair")).to_be_visible()
+    (row,) = study.store.trial_rows()
+    assert row["window_size"] == "1200x900" and row["client_rt_ms"] >= 250
+    assert study.store.get_participant(token).answered == 1

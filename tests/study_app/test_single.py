@@ -339,7 +339,7 @@ def test_holm_exclusions_and_empty_conditions():
     report = stats.analyse(rows, conditions=["A", "B", "C"], design="single", bootstrap_resamples=300)
     assert sorted(report.excluded) == [200, 201, 202] and "attention checks 0/2" in report.excluded[200]
     a, b, c = report.conditions
-    assert [a.p_value_holm, b.p_value_holm] == pytest.approx(stats.holm([a.p_value, b.p_value]))
+    assert [a.p_value_adjusted, b.p_value_adjusted] == pytest.approx(stats.holm([a.p_value, b.p_value]))
     assert c.trials == 0 and c.verdict.startswith("NO DATA") and math.isnan(c.real_error)
     text = stats.format_report(report)
     assert "(no answers yet)" in text and "VERDICT" in text

@@ -130,8 +130,8 @@ def test_holm_is_applied_across_conditions():
                                                                                  first_participant=100)
     report = stats.analyse(rows, conditions=["A", "B"], bootstrap_resamples=500)
     raw = [c.p_value for c in report.conditions]
-    assert [c.p_value_holm for c in report.conditions] == pytest.approx(stats.holm(raw))
-    assert report.conditions[0].p_value_holm >= report.conditions[0].p_value
+    assert [c.p_value_adjusted for c in report.conditions] == pytest.approx(stats.holm(raw))
+    assert report.conditions[0].p_value_adjusted >= report.conditions[0].p_value
 
 
 def test_exclusions_follow_the_pre_declared_rule():
