@@ -206,33 +206,31 @@ def sdt_yes_no(hits: int, signal_trials: int, false_alarms: int, noise_trials: i
 # -- multiple comparisons -----------------------------------------------------------------------------
 
 
-def holm(pvalues: Sequence[float]) -> list[float]:
-    """Holm step-down adjusted p-values (NaN stays NaN and is not counted)."""
+def _adjust_in_order(pvalues: Sequence[float], adjust_ascending) -> list[float]:
+    """Apply `adjust_ascending` (ascending p-values -> adjusted) to the non-NaN p-values; NaN stays
+    NaN and is not counted in m."""
     p = np.asarray(pvalues, dtype=float)
     valid = np.flatnonzero(~np.isnan(p))
-    adjusted = np.full(p.shape, np.nan)
-    m = valid.size
     order = valid[np.argsort(p[valid], kind="stable")]
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[i]))
-        adjusted[i] = running
+    adjusted = np.full(p.shape, np.nan)
+    adjusted[order] = adjust_ascending(p[order])
     return adjusted.tolist()
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm step-down adjusted p-values: running max of (m − i)·p_(i), capped at 1."""
+    def step_down(p):
+        return np.maximum.accumulate(np.minimum(1.0, (p.size - np.arange(p.size)) * p))
+    return _adjust_in_order(pvalues, step_down)
 
 
 def benjamini_hochberg(pvalues: Sequence[float]) -> list[float]:
-    """Benjamini–Hochberg step-up adjusted p-values (false discovery rate; NaN stays NaN, not counted)."""
-    p = np.asarray(pvalues, dtype=float)
-    valid = np.flatnonzero(~np.isnan(p))
-    adjusted = np.full(p.shape, np.nan)
-    m = valid.size
-    order = valid[np.argsort(p[valid], kind="stable")]
-    running = 1.0
-    for rank in range(m - 1, -1, -1):      # from the largest p down: q_i = min over j ≥ i of m·p_j / j
-        i = order[rank]
-        running = min(running, m * p[i] / (rank + 1))
-        adjusted[i] = running
-    return adjusted.tolist()
+    """Benjamini–Hochberg step-up adjusted p-values (false discovery rate): q_(i) = min over j ≥ i of
+    m·p_(j) / j, capped at 1."""
+    def step_up(p):
+        q = p.size * p / np.arange(1, p.size + 1)
+        return np.minimum(1.0, np.minimum.accumulate(q[::-1])[::-1])
+    return _adjust_in_order(pvalues, step_up)
 
 
 CORRECTIONS = {"holm": holm, "bh": benjamini_hochberg}
