@@ -4,6 +4,7 @@
 Python API:
     init_study(study_dir, real_dir, fakes=[(label, dir), ...], **overrides) -> Path
     serve_command(study_dir, port=8501) -> str          # "study-app serve STUDY_DIR --port 8501"
+                                                        # (a list of dirs: several studies on one server)
     analyse_study(study_dir, db_url=None) -> StudyReport # format_report(report) -> str
     Study(study_dir, db_url=None)                       # config, manifest, images, store
 """

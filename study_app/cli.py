@@ -3,6 +3,7 @@ images is real?) or single-image (HYPE∞ style, is this image real or generated
 
   study-app init STUDY_DIR --real DIR --fake DIR [--fake DIR2 ...] [--label NAME ...] [--design single]
   study-app serve STUDY_DIR [--port 8501]       # participants: http://HOST:PORT/   admin: /admin
+  study-app serve DIR1 DIR2 ...                 # several studies: /?study=NAME and /admin?study=NAME
   study-app stats STUDY_DIR [--json]
   study-app export STUDY_DIR --out trials.csv
   study-app power --accuracy 0.55 --trials-per-participant 20 [--observed 153 312]
@@ -16,6 +17,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlencode
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -57,8 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-copy", action="store_true", help="reference the images in place instead of copying them")
     p.add_argument("--force", action="store_true", help="replace an existing study config and manifest")
 
-    p = sub.add_parser("serve", help="host the study with Streamlit")
-    p.add_argument("study_dir", type=Path)
+    p = sub.add_parser("serve", help="host the study (or several, each with its own database) with Streamlit")
+    p.add_argument("study_dirs", type=Path, nargs="+", metavar="STUDY_DIR",
+                   help="one study dir; with several, each is addressed as ?study=NAME (its directory's basename)")
     p.add_argument("--port", type=int, default=8501)
     p.add_argument("--address", default="127.0.0.1", help="interface to listen on (0.0.0.0 for all)")
     _add_db(p)
@@ -125,30 +128,45 @@ def cmd_init(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from .config import ADMIN_PASSWORD_ENV, design_text_warnings
-    from .study import DB_URL_ENV, STUDY_DIR_ENV, Study
-    study = Study(args.study_dir, args.db)  # fails here, with a clear message, not in a participant's browser
-    for warning in design_text_warnings(study.config):
-        print(f"study-app serve: warning: {warning}", file=sys.stderr)
-    if not args.skip_image_check:
-        problems = study.images.verify_all()
-        if problems:
-            for problem in problems[:20]:
-                print(f"study-app serve: {problem}", file=sys.stderr)
-            return 1
-    study.store.dispose()
-    env = dict(os.environ, **{STUDY_DIR_ENV: str(Path(args.study_dir).resolve())})
+    from .config import ADMIN_PASSWORD_ENV, ConfigError, design_text_warnings
+    from .study import DB_URL_ENV, STUDY_DIR_ENV, Study, check_served_studies
+    # Names, --db and shared databases are checked from the configs alone, before any database is created.
+    studies = check_served_studies(args.study_dirs, args.db)
+    several = len(studies) > 1
+    if several and any(os.pathsep in str(path) for path in studies.values()):
+        raise ConfigError(f"a study path contains '{os.pathsep}', which separates the paths in {STUDY_DIR_ENV}: "
+                          "move or rename that directory")
+    for name, path in studies.items():
+        prefix = f"study-app serve: {name}: " if several else "study-app serve: "
+        study = Study(path, args.db)  # fails here, with a clear message, not in a participant's browser
+        for warning in design_text_warnings(study.config):
+            print(f"{prefix}warning: {warning}", file=sys.stderr)
+        if not args.skip_image_check:
+            problems = study.images.verify_all()
+            if problems:
+                for problem in problems[:20]:
+                    print(f"{prefix}{problem}", file=sys.stderr)
+                return 1
+        study.store.dispose()
+    # One dir is passed exactly as before; several are joined with os.pathsep (views/common.py splits them).
+    env = dict(os.environ, **{STUDY_DIR_ENV: os.pathsep.join(str(path) for path in studies.values())})
     if args.db:
         env[DB_URL_ENV] = args.db
     host = "localhost" if args.address in ("127.0.0.1", "0.0.0.0") else args.address
-    print(f"Participants: http://{host}:{args.port}/    Admin: http://{host}:{args.port}/admin", flush=True)
+    base = f"http://{host}:{args.port}"
+    if several:
+        for name in studies:
+            query = urlencode({"study": name})
+            print(f"{name}: Participants: {base}/?{query}    Admin: {base}/admin?{query}", flush=True)
+    else:
+        print(f"Participants: {base}/    Admin: {base}/admin", flush=True)
     if not os.environ.get(ADMIN_PASSWORD_ENV):
         print(f"(the admin page is disabled until {ADMIN_PASSWORD_ENV} is set)", flush=True)
     command = [sys.executable, "-m", "streamlit", "run", str(APP_PATH),
                "--server.port", str(args.port), "--server.address", args.address, "--server.headless", "true",
                "--server.runOnSave", "false", "--server.fileWatcherType", "none",
                "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
-               "--client.showErrorDetails", "false", "--", str(Path(args.study_dir).resolve())]
+               "--client.showErrorDetails", "false", "--", *map(str, studies.values())]
     try:
         return subprocess.call(command, env=env)
     except KeyboardInterrupt:

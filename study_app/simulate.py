@@ -64,9 +64,12 @@ def write_synthetic_images(folder: str | Path, n: int, *, seed: int, size=(32, 3
 
 
 class AppSession:
-    """One browser session of one participant, driven through AppTest (each instance = one session)."""
+    """One browser session of one participant, driven through AppTest (each instance = one session).
+    `study_dir` may be a list of dirs: several studies served together, as `study-app serve A B`
+    (the session then picks one with query_params={"study": NAME})."""
 
-    def __init__(self, study_dir: str | Path, query_params: dict[str, str] | None = None, *, timeout: float = 60):
+    def __init__(self, study_dir: str | Path | list[str | Path], query_params: dict[str, str] | None = None, *,
+                 timeout: float = 60):
         import logging
 
         from streamlit.testing.v1 import AppTest
@@ -74,7 +77,9 @@ class AppSession:
         # AppTest's own constructor touches session state outside a script run and logs a warning
         # about it each time; it is harmless and would drown the benchmark's output.
         logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").setLevel(logging.ERROR)
-        self.study_dir = str(Path(study_dir).resolve())
+        dirs = study_dir if isinstance(study_dir, (list, tuple)) else [study_dir]
+        # What `study-app serve` puts in STUDY_APP_DIR: one dir, or several joined with os.pathsep.
+        self.study_dir = os.pathsep.join(str(Path(d).resolve()) for d in dirs)
         self.at = AppTest.from_file(str(APP_PATH), default_timeout=timeout)
         self.at.query_params.update(query_params or {})
         self.run()

@@ -19,6 +19,8 @@ import shutil
 from pathlib import Path
 from typing import Callable, Sequence
 
+from sqlalchemy.engine import make_url
+
 from . import export, stats
 from .config import (CONFIG_FILENAME, DEFAULT_DB_FILENAME, MANIFEST_FILENAME, Condition, ConfigError,
                      StudyConfig, apply_overrides, load_config, save_config)
@@ -41,6 +43,54 @@ def resolve_db_url(study_dir: str | Path, config: StudyConfig, override: str | N
         if not path.is_absolute():
             return f"sqlite:///{(Path(study_dir) / path).resolve()}"
     return url
+
+
+def study_names(study_dirs: Sequence[str | Path], db_url: str | None = None) -> dict[str, Path]:
+    """{name: resolved dir} of the studies one server hosts. The name, the `?study=` value of their
+    links, is the directory's basename. Raises ConfigError for two dirs with one name, and for a
+    --db / STUDY_APP_DB override with several studies (it would put them all in one database)."""
+    names: dict[str, Path] = {}
+    for study_dir in study_dirs:
+        path = Path(study_dir).resolve()
+        if names.get(path.name) == path:
+            raise ConfigError(f"{path} is given twice")
+        if path.name in names:
+            raise ConfigError(f"two studies are named '{path.name}' ({names[path.name]} and {path}): a study's "
+                              "name is its directory's basename, so rename one of the directories")
+        names[path.name] = path
+    if len(names) > 1 and (db_url or os.environ.get(DB_URL_ENV)):
+        source = "--db" if db_url else f"the environment variable {DB_URL_ENV}"
+        raise ConfigError(f"{source} cannot be used with several studies: each study needs its own database. "
+                          f"Set storage.database_url in each study's {CONFIG_FILENAME} instead (without it, each "
+                          f"study uses its own STUDY_DIR/{DEFAULT_DB_FILENAME})")
+    return names
+
+
+def _database_identity(url: str) -> str:
+    """What two URLs of one database share: SQLite's resolved file; otherwise the URL without its
+    driver and password (postgresql+psycopg://u:x@h/db and postgresql://u@h/db are one database)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        return f"sqlite:{Path(parsed.database).resolve()}"
+    return parsed.set(drivername=parsed.get_backend_name(), password=None).render_as_string(hide_password=False)
+
+
+def check_served_studies(study_dirs: Sequence[str | Path], db_url: str | None = None) -> dict[str, Path]:
+    """study_names(), and refuse two studies whose resolved database URLs are one database (their
+    participants and answers would mix). Reads only the configs: nothing is created."""
+    names = study_names(study_dirs, db_url)
+    if len(names) > 1:
+        seen: dict[str, str] = {}
+        for name, path in names.items():
+            url = resolve_db_url(path, load_config(path))
+            identity = _database_identity(url)
+            if identity in seen:
+                shown = make_url(url).render_as_string(hide_password=True)
+                raise ConfigError(f"studies '{seen[identity]}' and '{name}' use the same database ({shown}): each "
+                                  f"study needs its own database; give one of them another storage.database_url "
+                                  f"in its {CONFIG_FILENAME}")
+            seen[identity] = name
+    return names
 
 
 class Study:
@@ -158,9 +208,12 @@ def init_study(study_dir: str | Path, real_dir: str | Path, fakes: Sequence[tupl
     return study_dir
 
 
-def serve_command(study_dir: str | Path, port: int = 8501, db_url: str | None = None) -> str:
-    """The shell command that hosts the study (print it for the user)."""
-    cmd = ["study-app", "serve", str(study_dir), "--port", str(port)]
+def serve_command(study_dir: str | Path | Sequence[str | Path], port: int = 8501, db_url: str | None = None) -> str:
+    """The shell command that hosts the study, or several studies on one server (print it for the user)."""
+    dirs = [study_dir] if isinstance(study_dir, (str, os.PathLike)) else list(study_dir)
+    if db_url and len(dirs) > 1:
+        study_names(dirs, db_url)   # raises the ConfigError that `study-app serve` would print
+    cmd = ["study-app", "serve", *map(str, dirs), "--port", str(port)]
     if db_url:
         cmd += ["--db", db_url]
     return shlex.join(cmd)

@@ -65,15 +65,17 @@ def browser(chromium_path):
 
 @pytest.fixture
 def serve_study(tmp_path):
-    """serve_study(study_dir) -> base URL of `study-app serve` on a free port; servers stop after the test."""
+    """serve_study(study_dir, ...) -> base URL of `study-app serve` on a free port (several dirs: several
+    studies on one server); servers stop after the test."""
     servers = []
 
-    def start(study_dir):
+    def start(*study_dirs):
         port = free_port()
         log_path = tmp_path / f"server-{port}.log"
         log = open(log_path, "w")
         env = dict(os.environ, STUDY_ADMIN_PASSWORD="pw")
-        server = subprocess.Popen([sys.executable, "-m", "study_app.cli", "serve", str(study_dir), "--port", str(port)],
+        server = subprocess.Popen([sys.executable, "-m", "study_app.cli", "serve", *map(str, study_dirs),
+                                   "--port", str(port)],
                                   stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         servers.append((server, log))
         base = f"http://127.0.0.1:{port}"
@@ -98,15 +100,17 @@ def serve_study(tmp_path):
         log.close()
 
 
-def consent_in_browser(page, base: str) -> str:
-    """Briefing and consent in a real page; returns the participant token from the resume link.
-    Either design: the instructions end with "Start the practice pairs" or "... images"."""
+def consent_in_browser(page, base: str, path: str = "/") -> str:
+    """Briefing and consent in a real page (at base + path, e.g. "/?study=NAME"); returns the participant
+    token from the resume link. Either design: the instructions end with "Start the practice pairs" or
+    "... images", or just "Start" without practice."""
     import re
+    from urllib.parse import parse_qs, urlsplit
 
     from playwright.sync_api import expect
 
     page.set_default_timeout(20_000)
-    page.goto(base + "/")
+    page.goto(base + path)
     page.get_by_role("button", name="Continue to consent").click()
     boxes = page.locator("[data-testid='stCheckbox'] label")
     expect(boxes.first).to_be_visible()
@@ -114,9 +118,9 @@ def consent_in_browser(page, base: str) -> str:
         boxes.nth(i).click()
         expect(page.get_by_role("checkbox").nth(i)).to_be_checked()
     page.get_by_role("button", name="I agree — start the study").click()
-    page.get_by_role("button", name=re.compile(r"^Start the practice (pairs|images)")).click()
-    page.wait_for_url("**/?p=*")
-    return page.url.split("p=")[1].split("&")[0]
+    page.get_by_role("button", name=re.compile(r"^Start( the practice (pairs|images))?")).click()
+    page.wait_for_url(re.compile(r"[?&]p="))   # other parameters (study=NAME) may come first
+    return parse_qs(urlsplit(page.url).query)["p"][0]
 
 
 @pytest.fixture

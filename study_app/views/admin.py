@@ -1,4 +1,5 @@
 """Admin page (`/admin`): live counts, per-condition results, open/close, export, deletion by code.
+With several studies served, a selector (with each study's counts) picks the study first.
 
 The password comes from the STUDY_ADMIN_PASSWORD environment variable of the server, never from
 the config file, and is compared in constant time. Every number is read fresh from the database.
@@ -9,20 +10,20 @@ import hmac
 import json
 import os
 import time
+from urllib.parse import quote_plus
 
 import streamlit as st
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from study_app import stats
 from study_app.config import ADMIN_PASSWORD_ENV, design_text_warnings
-from study_app.views.common import load_study
+from study_app.study import Study
+from study_app.views.common import load_study, open_study, served_studies
 
 MAX_FAILURES = 5
 LOCKOUT_SECONDS = 60
 
-study = load_study()
-cfg = study.config
-store = study.store
 ss = st.session_state
 
 
@@ -41,7 +42,7 @@ def _sign_in() -> None:
     ss["admin-password"] = ""
 
 
-def _delete_by_code() -> None:
+def _delete_by_code(store) -> None:
     code = ss.get("admin-deletion-code", "")
     ss["admin_delete_result"] = store.withdraw_by_code(code) if code.strip() else None
 
@@ -84,7 +85,49 @@ def _condition_row(c) -> dict:
     return row
 
 
-def dashboard() -> None:
+def choose_study() -> tuple[Study, str | None]:
+    """The study to show and its name: the only one, or (several served) the one picked in a
+    selector listing every study with its live counts, preselected from `?study=NAME`."""
+    studies = served_studies()
+    if len(studies) == 1:
+        return load_study(), None
+    st.set_page_config(layout="wide")
+    opened = {name: open_study(path) for name, path in studies.items()}
+
+    def label(name: str) -> str:
+        study = opened[name]
+        if isinstance(study, str):
+            return f"{name} — cannot be opened"
+        try:
+            counts = study.store.counts()
+        except SQLAlchemyError:
+            return f"{name} — {study.config.title} · database unreachable"
+        return (f"{name} — {study.config.title} · {counts['started']} started / {counts['completed']} completed / "
+                f"{counts['withdrawn']} withdrawn")
+
+    labels = {name: label(name) for name in studies}   # read fresh on every run
+    names = list(studies)
+    wanted = st.query_params.get("study")
+    name = st.selectbox("Study", names, index=names.index(wanted) if wanted in names else 0,
+                        format_func=labels.get, key="admin-study")
+    if st.query_params.get("study") != name:
+        st.query_params["study"] = name   # the address names the study shown (bookmarks, page title)
+    if isinstance(opened[name], str):
+        st.error(opened[name])
+        st.stop()
+    return opened[name], name
+
+
+@st.cache_data(show_spinner="Analysing the answers…", max_entries=32)
+def _analysed(_study: Study, study_key: tuple, rows: list[dict]) -> stats.StudyReport:
+    # Every click reruns this page; the bootstrap and the mixed model take seconds on a large study,
+    # so the report is recomputed only when the answers (or the study) change.
+    return _study.analyse(rows)
+
+
+def dashboard(study: Study, name: str | None = None) -> None:
+    """The dashboard of one study (name: its `?study=` value when several are served)."""
+    cfg, store = study.config, study.store
     st.set_page_config(layout="wide")  # tables and export buttons want the room; participants keep "centered"
     st.title(f"Admin — {cfg.title}")
     st.caption(f"Study dir `{study.dir}` · database `{make_url(study.db_url).render_as_string(hide_password=True)}` · "
@@ -98,7 +141,7 @@ def dashboard() -> None:
     st.button("Refresh", key="refresh")
 
     rows = store.trial_rows()
-    report = study.analyse(rows)
+    report = _analysed(study, (str(study.dir), study.fingerprint), rows)
     counts = store.counts()
     metrics = st.columns(5)
     metrics[0].metric("Started", counts["started"])
@@ -148,15 +191,17 @@ def dashboard() -> None:
                                  on_click="ignore")
 
     st.subheader("Recruitment")
-    params = "&".join(f"{k}={{{{%{k}%}}}}" for k in cfg.recruitment.platform_id_params)
-    st.markdown("Send participants to this server's root address; each gets a personal resume link after "
+    params = "&".join(([f"study={quote_plus(name)}"] if name else [])
+                      + [f"{k}={{{{%{k}%}}}}" for k in cfg.recruitment.platform_id_params])
+    where = f"`https://YOUR-HOST/?study={quote_plus(name)}`" if name else "this server's root address"
+    st.markdown(f"Send participants to {where}; each gets a personal resume link after "
                 f"consenting. For Prolific: `https://YOUR-HOST/?{params}`"
                 + ("" if cfg.recruitment.store_platform_ids else
                    " (platform IDs are **not stored**: set recruitment.store_platform_ids to keep them)."))
 
     st.subheader("Delete a participant's answers")
     st.text_input("Deletion code (from the participant)", key="admin-deletion-code")
-    st.button("Delete", key="admin-delete", on_click=_delete_by_code)
+    st.button("Delete", key="admin-delete", on_click=_delete_by_code, args=(store,))
     result = ss.pop("admin_delete_result", None)
     if result is True:
         st.success("Deleted.")
@@ -166,4 +211,4 @@ def dashboard() -> None:
 
 if not ss.get("admin_ok"):
     sign_in_screen()
-dashboard()
+dashboard(*choose_study())

@@ -5,6 +5,7 @@ import io
 import os
 import sys
 from pathlib import Path
+from urllib.parse import urlencode
 
 import streamlit as st
 from PIL import Image, ImageOps
@@ -12,39 +13,103 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..config import CONFIG_FILENAME, MANIFEST_FILENAME, ConfigError
 from ..manifest import ManifestError
-from ..study import DB_URL_ENV, STUDY_DIR_ENV, Study
+from ..study import DB_URL_ENV, STUDY_DIR_ENV, Study, study_names
 
 
-def study_dir() -> Path | None:
-    """`study-app serve` sets STUDY_APP_DIR; `streamlit run app.py -- STUDY_DIR` works too."""
-    value = os.environ.get(STUDY_DIR_ENV) or next((a for a in sys.argv[1:] if not a.startswith("-")), None)
-    return Path(value).resolve() if value else None
+def study_dirs() -> list[Path]:
+    """`study-app serve` sets STUDY_APP_DIR (several dirs joined with os.pathsep);
+    `streamlit run app.py -- STUDY_DIR [STUDY_DIR ...]` works too."""
+    value = os.environ.get(STUDY_DIR_ENV)
+    if value:
+        # A single existing dir is taken whole, as before, even if its path contains os.pathsep.
+        values = [value] if Path(value).is_dir() else value.split(os.pathsep)
+    else:
+        values = [a for a in sys.argv[1:] if not a.startswith("-")]
+    return [Path(v).resolve() for v in values if v]
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
+# Which stamp each (dir, db_url) was last opened with, so an edited config's old Study is dropped.
+_stamps: dict[tuple[str, str | None], tuple] = {}
+
+
+@st.cache_resource(show_spinner=False, max_entries=None)
 def _cached_study(directory: str, db_url: str | None, stamp: tuple) -> Study:
     # Shared by every session of this server: Study, its engine and image cache are thread-safe.
     # `stamp` (file modification times) makes an edited config take effect without a restart.
+    # No max_entries: every served study must stay cached (open_study evicts superseded stamps).
     return Study(directory, db_url)
 
 
-def load_study() -> Study:
-    """The study of this server, or an error message and st.stop()."""
-    directory = study_dir()
-    if directory is None:
+def served_studies() -> dict[str, Path]:
+    """{name: dir} of the studies this server hosts (name: the dir's basename, the `?study=` value),
+    or an error message and st.stop()."""
+    directories = study_dirs()
+    if not directories:
         st.error(f"No study dir given: start the app with `study-app serve STUDY_DIR` (or set {STUDY_DIR_ENV}).")
         st.stop()
     try:
+        return study_names(directories)
+    except ConfigError as exc:
+        st.error(f"The studies cannot start: {exc}")
+        st.stop()
+
+
+def open_study(directory: Path) -> Study | str:
+    """The shared Study of one study dir, or a message saying why it cannot be opened."""
+    db_url = os.environ.get(DB_URL_ENV) or None
+    try:
         stamp = tuple((directory / name).stat().st_mtime_ns for name in (CONFIG_FILENAME, MANIFEST_FILENAME))
-        return _cached_study(str(directory), os.environ.get(DB_URL_ENV) or None, stamp)
+        previous = _stamps.get((str(directory), db_url))
+        if previous is not None and previous != stamp:
+            _cached_study.clear(str(directory), db_url, previous)
+        _stamps[(str(directory), db_url)] = stamp
+        return _cached_study(str(directory), db_url, stamp)
     except FileNotFoundError:
-        st.error(f"{directory} is not a study dir (no {CONFIG_FILENAME} / {MANIFEST_FILENAME}). "
-                 "Create one with `study-app init`.")
+        return (f"{directory} is not a study dir (no {CONFIG_FILENAME} / {MANIFEST_FILENAME}). "
+                "Create one with `study-app init`.")
     except (ConfigError, ManifestError) as exc:
-        st.error(f"The study cannot start: {exc}")
+        return f"The study cannot start: {exc}"
     except SQLAlchemyError as exc:
-        st.error(f"The response database cannot be opened: {exc.__class__.__name__}: {exc}")
-    st.stop()
+        return f"The response database cannot be opened: {exc.__class__.__name__}: {exc}"
+
+
+def requested_study_dir() -> Path | None:
+    """The dir of the study this page is for: the only one, or (several served) the one the `study`
+    query parameter names; None when it names none of them."""
+    studies = served_studies()
+    if len(studies) == 1:
+        return next(iter(studies.values()))
+    return studies.get(st.query_params.get("study", ""))
+
+
+def load_study() -> Study:
+    """The study of this page, or an error message and st.stop()."""
+    directory = requested_study_dir()
+    if directory is None:
+        # Several studies and no (known) name: never list the others, participants must not browse them.
+        st.error("This link is incomplete or out of date: use the exact link you were given.")
+        st.stop()
+    study = open_study(directory)
+    if isinstance(study, str):
+        st.error(study)
+        st.stop()
+    return study
+
+
+def page_study() -> Study | None:
+    """The study for the page title; None where several are served and the URL names none that
+    opens (the page itself then says what is wrong)."""
+    if len(served_studies()) == 1:
+        return load_study()
+    directory = requested_study_dir()
+    study = open_study(directory) if directory is not None else None
+    return study if isinstance(study, Study) else None
+
+
+def study_link(**params) -> str:
+    """A relative link to this page with `params` that keeps the `study` parameter, if any."""
+    study = st.query_params.get("study")
+    return "?" + urlencode({"study": study, **params} if study else params)
 
 
 def fill(text: str, study: Study) -> str:

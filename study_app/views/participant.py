@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from study_app.planning import SIDES, TRUTHS
 from study_app.staircase import trial_exposure
 from study_app.storage import NotCurrentTrial, ParticipantFinished, StudyClosed, UnknownParticipant
-from study_app.views.common import fill, image_thumbnail, load_study, pair_thumbnail
+from study_app.views.common import fill, image_thumbnail, load_study, pair_thumbnail, study_link
 from study_app.views.timed import (answer_keys, answer_payload, data_url, timed_pair, timed_single,
                                    window_requirement)
 
@@ -56,7 +56,7 @@ def _consent_agree() -> None:
         ss["stage"] = "closed"
         return
     ss["token"] = state.token
-    st.query_params["p"] = state.token  # the link now resumes this participant
+    st.query_params["p"] = state.token  # the link now resumes this participant (`study`, if any, stays)
 
 
 def _consent_decline() -> None:
@@ -161,7 +161,7 @@ def screen_briefing() -> None:
         st.markdown(f"**Contact:** {fill(cfg.texts.contact, study)}")
     st.button("Continue to consent", type="primary", key="to-consent", on_click=lambda: ss.update(stage="consent"))
     st.caption("Took part already and want your answers deleted? "
-               "[Use your deletion code](?delete=1)")
+               f"[Use your deletion code]({study_link(delete=1)})")
 
 
 def screen_consent() -> None:
