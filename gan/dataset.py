@@ -142,9 +142,12 @@ def find_images(folder: Path) -> list[Path]:
 
 @dataclass
 class ImageData:
-    """A training set held in memory as uint8 [N, 3, R, R] (64 px x 5000 images = 61 MB)."""
+    """A training set as uint8 [N, 3, R, R], memory-mapped from the decoded-image cache: the operating
+    system pages it in and shares it between the processes of a torchrun job, so a data set larger
+    than RAM still trains (70k images at 256 px are 13.8 GB)."""
     images: torch.Tensor
     folder: Path
+    cache_file: Path | None = None
 
     @property
     def resolution(self) -> int:
@@ -154,24 +157,22 @@ class ImageData:
         return self.images.shape[0]
 
 
-def load_image_folder(folder: str | Path, resolution: int | None = None, progress: bool = False) -> ImageData:
-    """Load every image under `folder`; all must be square RGB of one power-of-two size."""
+CACHE_VERSION = 1
+
+
+def _check_sizes(folder: Path, paths: list[Path], resolution: int | None, progress: bool) -> int:
+    """Read only the image headers; all must share one square power-of-two size. Returns it."""
     from tqdm import tqdm
 
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"data folder {folder} does not exist "
-                                "(build one with `gan dataset SRC OUT --res N` or `gan avatars OUT`)")
-    paths = find_images(folder)
-    if not paths:
-        raise ValueError(f"no images in {folder} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
     by_size: dict[tuple[int, int], list[str]] = {}
-    arrays = []
-    for p in tqdm(paths, desc="loading data", unit="img", disable=not progress):
-        with Image.open(p) as im:
-            arr = np.asarray(im.convert("RGB"))
-        by_size.setdefault((arr.shape[1], arr.shape[0]), []).append(str(p.relative_to(folder)))
-        arrays.append(arr)
+    for p in tqdm(paths, desc="checking data", unit="img", disable=not progress):
+        try:
+            with Image.open(p) as im:
+                size = im.size
+        except (OSError, SyntaxError) as exc:
+            raise ValueError(f"{p} cannot be read as an image ({exc}); remove it or rebuild the data with "
+                             f"`gan dataset {folder} OUT --res N`") from exc
+        by_size.setdefault(size, []).append(str(p.relative_to(folder)))
     if len(by_size) > 1:
         listing = "; ".join(f"{w}x{h}: {len(names)} (e.g. {', '.join(names[:3])})"
                             for (w, h), names in sorted(by_size.items(), key=lambda kv: -len(kv[1])))
@@ -184,5 +185,72 @@ def load_image_folder(folder: str | Path, resolution: int | None = None, progres
     if resolution is not None and w != resolution:
         raise ValueError(f"images in {folder} are {w}x{w} but --res is {resolution}; use --res {w} "
                          f"or rebuild the data with `gan dataset SRC OUT --res {resolution}`.")
-    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-    return ImageData(images=images, folder=folder.resolve())
+    return w
+
+
+DATASET_CACHE_ENV = "GAN_HARNESS_DATASETS"
+
+
+def dataset_cache_dir() -> Path:
+    """GAN_HARNESS_DATASETS, else GAN_HARNESS_HOME/datasets: the decoded copy of a training set is as
+    large as its pixels (N × 3 × R × R bytes), so point it at a large, fast local disk if need be."""
+    import os
+
+    from evalkit.home import harness_home
+
+    return Path(os.environ.get(DATASET_CACHE_ENV) or harness_home() / "datasets")
+
+
+def _cache_file(folder: Path, paths: list[Path]) -> Path:
+    """Keyed by the folder and every file's name, size and modification time: editing, adding or
+    removing an image gives a new key, and the old cache of that folder is removed."""
+    listing = hashlib.sha256(json.dumps(
+        [CACHE_VERSION] + [[str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns] for p in paths]
+    ).encode()).hexdigest()[:16]
+    folder_key = hashlib.sha256(str(folder).encode()).hexdigest()[:16]
+    return dataset_cache_dir() / f"{folder_key}-{listing}.npy"
+
+
+def load_image_folder(folder: str | Path, resolution: int | None = None, progress: bool = False) -> ImageData:
+    """Load every image under `folder`; all must be square RGB of one power-of-two size.
+
+    The first load decodes the images once into a uint8 file under GAN_HARNESS_HOME/datasets
+    (written atomically); later loads of the unchanged folder map that file without decoding."""
+    from tqdm import tqdm
+
+    from evalkit.atomic import atomic_path
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"data folder {folder} does not exist "
+                                "(build one with `gan dataset SRC OUT --res N` or `gan avatars OUT`)")
+    folder = folder.resolve()
+    paths = find_images(folder)
+    if not paths:
+        raise ValueError(f"no images in {folder} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
+    cache = _cache_file(folder, paths)
+    if not cache.exists():
+        res = _check_sizes(folder, paths, resolution, progress)
+        with atomic_path(cache) as tmp:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), 3, res, res))
+            for i, p in enumerate(tqdm(paths, desc="decoding data", unit="img", disable=not progress)):
+                try:
+                    with Image.open(p) as im:
+                        out[i] = np.asarray(im.convert("RGB")).transpose(2, 0, 1)
+                except OSError as exc:
+                    raise ValueError(f"{p} cannot be decoded ({exc}); remove it or rebuild the data with "
+                                     f"`gan dataset {folder} OUT --res N`") from exc
+            out.flush()
+            del out
+        for stale in cache.parent.glob(cache.name.split("-")[0] + "-*.npy"):
+            if stale != cache:
+                stale.unlink(missing_ok=True)
+    # Copy-on-write: the tensor is writable for torch, the file never changes.
+    array = np.load(cache, mmap_mode="c")
+    if array.ndim != 4 or array.shape[:2] != (len(paths), 3) or array.dtype != np.uint8:
+        raise ValueError(f"the decoded-image cache {cache} does not match {folder}; delete it and retry")
+    res = array.shape[-1]
+    if resolution is not None and res != resolution:  # checked here too: the cache may predate --res
+        raise ValueError(f"images in {folder} are {res}x{res} but --res is {resolution}; use --res {res} "
+                         f"or rebuild the data with `gan dataset SRC OUT --res {resolution}`.")
+    return ImageData(images=torch.from_numpy(array), folder=folder, cache_file=cache)

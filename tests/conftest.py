@@ -20,6 +20,19 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 REQUIRE_SYSTEM_TOOLS = os.environ.get("GAN_HARNESS_REQUIRE_SYSTEM_TOOLS") == "1"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def decoded_datasets_in_a_temp_dir(tmp_path_factory):
+    """Training sets loaded by the tests are decoded into a throwaway folder, not the user's cache
+    (set in os.environ so that subprocesses, e.g. torchrun workers, use it too)."""
+    previous = os.environ.get("GAN_HARNESS_DATASETS")
+    os.environ["GAN_HARNESS_DATASETS"] = str(tmp_path_factory.mktemp("decoded-datasets"))
+    yield
+    if previous is None:
+        del os.environ["GAN_HARNESS_DATASETS"]
+    else:
+        os.environ["GAN_HARNESS_DATASETS"] = previous
+
+
 def require_program(name: str, *candidates: str) -> str:
     """Path of a system program, or skip (fail in CI, where .ci/run installs it)."""
     for cand in (name, *candidates):

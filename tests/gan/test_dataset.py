@@ -7,6 +7,7 @@ import zipfile
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from gan.cli import main as gan_main
@@ -113,3 +114,44 @@ def test_avatars_are_deterministic(tmp_path):
     assert a.shape == (4, 3, 32, 32)
     assert (a == b).all() and not (a == c).all()
     assert json.loads((tmp_path / "a" / "dataset.json").read_text())["count"] == 4
+
+
+def test_a_training_set_is_decoded_once_into_a_memory_mapped_cache(tmp_path, monkeypatch):
+    import gan.dataset as dataset
+
+    assert gan_main(["avatars", str(tmp_path / "a"), "--n", "6", "--res", "32", "--seed", "1"]) == 0
+    first = load_image_folder(tmp_path / "a", 32)
+    files = sorted((tmp_path / "a").glob("*.png"))
+    decoded = np.stack([np.asarray(Image.open(f).convert("RGB")).transpose(2, 0, 1) for f in files])
+    assert np.array_equal(first.images.numpy(), decoded)
+    assert first.cache_file.parent == dataset.dataset_cache_dir() and first.cache_file.exists()
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("an unchanged data set must not be decoded again")
+
+    monkeypatch.setattr(dataset.Image, "open", no_decoding)
+    again = load_image_folder(tmp_path / "a", 32)
+    assert again.cache_file == first.cache_file and torch.equal(again.images, first.images)
+    again.images[0].zero_()                               # copy-on-write: the cache file is untouched
+    assert np.array_equal(np.load(first.cache_file)[0], decoded[0])
+    with pytest.raises(ValueError, match="are 32x32 but --res is 64"):
+        load_image_folder(tmp_path / "a", 64)
+    monkeypatch.undo()
+
+    Image.new("RGB", (32, 32), (255, 0, 0)).save(files[2])   # an edited image: a new cache, the old one goes
+    edited = load_image_folder(tmp_path / "a", 32)
+    assert edited.cache_file != first.cache_file and not first.cache_file.exists()
+    assert (edited.images[2] == torch.tensor([255, 0, 0], dtype=torch.uint8)[:, None, None]).all()
+    assert torch.equal(edited.images[3], torch.from_numpy(decoded[3]))
+
+
+def test_a_file_that_cannot_be_decoded_is_named_and_leaves_no_cache(tmp_path):
+    import gan.dataset as dataset
+
+    assert gan_main(["avatars", str(tmp_path / "a"), "--n", "3", "--res", "32", "--seed", "1"]) == 0
+    broken = sorted((tmp_path / "a").glob("*.png"))[1]
+    broken.write_bytes(broken.read_bytes()[:200])           # header intact, pixel data cut off
+    before = set(dataset.dataset_cache_dir().glob("*"))
+    with pytest.raises(ValueError, match=f"{broken.name} cannot be decoded"):
+        load_image_folder(tmp_path / "a", 32)
+    assert set(dataset.dataset_cache_dir().glob("*")) == before
