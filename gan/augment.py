@@ -3,9 +3,14 @@
 Every op is an ordinary differentiable tensor op, so R1 can be taken *through* the augmentation
 (`grid_sample` double backward works on torch 2.14.1, see anchors-gan-training.md section 2).
 
-Simplifications against StyleGAN2-ADA, on purpose:
-- geometric ops are one bilinear `grid_sample` with reflection padding at the image's own
-  resolution (SG2ADA upsamples 2x with a wavelet filter first to reduce aliasing);
+Geometric ops are one bilinear `grid_sample` with reflection padding. As in StyleGAN2-ADA, an image
+whose transform resamples (scaling, arbitrary rotation, fractional translation) is upsampled 2x
+with a 12-tap low-pass filter first and low-pass filtered and downsampled after, so that bilinear
+interpolation blurs and aliases less. One difference: an image whose transform only moves whole
+pixels (flips, quarter turns, integer translations, or nothing) is sampled at its own resolution,
+which is exact, instead of also passing through the filters.
+
+One deliberate change against StyleGAN2-ADA:
 - p is clamped to [0, p_max] with p_max < 1 (SG2ADA clamps at 0 only and p can run past 1,
   which leaks augmentations into the generator, NVlabs/stylegan2-ada-pytorch#175).
 """
@@ -16,6 +21,67 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+def _halfband_lowpass(taps: int = 12, beta: float = 6.0) -> torch.Tensor:
+    """Kaiser-windowed sinc with its cut-off at half the 2x-upsampled band (unit DC gain). Even
+    length, so it is centred between two samples, as 2x resampling on pixel centres needs."""
+    n = torch.arange(taps, dtype=torch.float64) - (taps - 1) / 2
+    h = torch.sinc(n / 2) * torch.kaiser_window(taps, periodic=False, beta=beta, dtype=torch.float64)
+    return (h / h.sum()).float()
+
+
+LOWPASS = _halfband_lowpass()
+
+
+def _filter_separable(x: torch.Tensor, pad: tuple[int, int], stride: int = 1) -> torch.Tensor:
+    c = x.shape[1]
+    f = LOWPASS.to(x.device, x.dtype)
+    x = F.conv2d(F.pad(x, [pad[0], pad[1], 0, 0]), f.reshape(1, 1, 1, -1).expand(c, 1, 1, -1),
+                 stride=(1, stride), groups=c)
+    return F.conv2d(F.pad(x, [0, 0, pad[0], pad[1]]), f.reshape(1, 1, -1, 1).expand(c, 1, -1, 1),
+                    stride=(stride, 1), groups=c)
+
+
+def upsample2x(x: torch.Tensor) -> torch.Tensor:
+    """2x upsampling on pixel centres: reflect-pad 3 px, zero-insert, low-pass, crop."""
+    b, c, h, w = x.shape
+    x = F.pad(x, [3, 3, 3, 3], mode="reflect")
+    z = x.new_zeros(b, c, 2 * (h + 6), 2 * (w + 6))
+    z[:, :, ::2, ::2] = x * 4
+    return _filter_separable(z, (6, 5))[:, :, 6:-6, 6:-6]
+
+
+def downsample2x(x: torch.Tensor) -> torch.Tensor:
+    """The inverse step: reflect-pad 6 px, low-pass, keep every other sample, crop."""
+    return _filter_separable(F.pad(x, [6, 6, 6, 6], mode="reflect"), (5, 5), stride=2)[:, :, 3:-3, 3:-3]
+
+
+def _moves_whole_pixels(G: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Per image: does the output->input matrix only permute pixels (entries 0/±1, translation a
+    whole number of pixels)? Then bilinear sampling at the image's own resolution is exact."""
+    a = G[:, :2, :2]
+    t = G[:, :2, 2] * torch.tensor([w / 2, h / 2], device=G.device, dtype=G.dtype)
+    near = lambda v: (v - v.round()).abs().amax(dim=tuple(range(1, v.ndim))) < 1e-5  # noqa: E731
+    return near(a) & near(t)
+
+
+def warp(images: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+    """Apply output->input matrices G [B, 3, 3] (grid_sample's [-1, 1] coordinates) with reflection
+    padding, oversampling 2x the images whose transform resamples."""
+    def sample(x, m):
+        grid = F.affine_grid(m[:, :2, :].to(x.dtype), list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+    exact = _moves_whole_pixels(G, images.shape[2], images.shape[3])
+    if bool(exact.all()):
+        return sample(images, G)
+    out = images
+    whole = torch.nonzero(exact).flatten()
+    if whole.numel():
+        out = out.index_copy(0, whole, sample(images[whole], G[whole]))
+    idx = torch.nonzero(~exact).flatten()
+    return out.index_copy(0, idx, downsample2x(sample(upsample2x(images[idx]), G[idx])))
+
 
 # Op strengths from SG2ADA's defaults.
 XINT_MAX, SCALE_STD, ROTATE_MAX, ANISO_STD, XFRAC_STD = 0.125, 0.2, 1.0, 0.2, 0.125
@@ -109,8 +175,7 @@ class AugmentPipe(nn.Module):
         G = G @ rotate2d(-theta)
         t = torch.randn(b, 2, device=dev) * XFRAC_STD * 2
         G = G @ translate2d(self._gate(t[:, 0], 0), self._gate(t[:, 1], 0))
-        grid = F.affine_grid(G[:, :2, :].to(images.dtype), list(images.shape), align_corners=False)
-        return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        return warp(images, G)
 
     def _colour(self, images: torch.Tensor) -> torch.Tensor:
         b, c, h, w = images.shape

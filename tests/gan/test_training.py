@@ -59,6 +59,13 @@ def test_transfer_learning_and_incompatible_checkpoints(tiny_run, tmp_path, toy_
         Trainer(other, Distributed("cpu")).transfer_from(source)
 
 
+def assert_same_image(actual, expected):
+    """Equal up to one uint8 level on a few pixels: a batch of images and one image alone go through
+    differently blocked convolutions, and a last-bit float difference can round the other way."""
+    diff = np.abs(actual.astype(int) - np.asarray(expected).astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01, f"max diff {diff.max()}, {(diff > 0).mean():.2%} differ"
+
+
 def test_generate_truncation_grid_and_style_mix_commands(tiny_run, tmp_path):
     run_dir = tiny_run[0]
     gen = load_generator(run_dir)
@@ -66,7 +73,7 @@ def test_generate_truncation_grid_and_style_mix_commands(tiny_run, tmp_path):
                      "--out", str(tmp_path / "gen")]) == 0
     files = sorted(p.name for p in (tmp_path / "gen").iterdir())
     assert files == ["seed0000.png", "seed0001.png", "seed0002.png", "seed0007.png"]
-    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "gen" / "seed0007.png")),
+    assert_same_image(np.asarray(Image.open(tmp_path / "gen" / "seed0007.png")),
                                   next(gen.images(seeds=[7], psi=0.7))[0])
 
     psis = [1.2, 1, 0.7, 0, -1]
@@ -77,7 +84,7 @@ def test_generate_truncation_grid_and_style_mix_commands(tiny_run, tmp_path):
     cell = lambda g, r, c: g[r * 16:(r + 1) * 16, c * 16:(c + 1) * 16]  # noqa: E731
     for row, seed in enumerate([3, 4, 5]):
         for col, psi in enumerate(psis):
-            np.testing.assert_array_equal(cell(grid, row, col), next(gen.images(seeds=[seed], psi=psi))[0])
+            assert_same_image(cell(grid, row, col), next(gen.images(seeds=[seed], psi=psi))[0])
     np.testing.assert_array_equal(cell(grid, 0, 3), cell(grid, 2, 3))  # psi = 0 column: all w_avg
 
     assert gan_main(["style-mix", str(run_dir), "--rows", "1,2", "--cols", "3,4,5", "--styles", "0-1",
@@ -85,13 +92,13 @@ def test_generate_truncation_grid_and_style_mix_commands(tiny_run, tmp_path):
     mix = np.asarray(Image.open(tmp_path / "mix.png"))
     assert mix.shape == (3 * 16, 4 * 16, 3)
     assert (cell(mix, 0, 0) == 255).all()
-    np.testing.assert_array_equal(cell(mix, 0, 2), next(gen.images(seeds=[4]))[0])   # column source
-    np.testing.assert_array_equal(cell(mix, 2, 0), next(gen.images(seeds=[2]))[0])   # row source
+    assert_same_image(cell(mix, 0, 2), next(gen.images(seeds=[4]))[0])   # column source
+    assert_same_image(cell(mix, 2, 0), next(gen.images(seeds=[2]))[0])   # row source
     ws = gen.mapping(gen.z_for_seeds([2, 5]))
     ws_mixed = ws[:1].clone()
     ws_mixed[:, :2] = ws[1:, :2]
     expected = (gen.synthesis(ws_mixed) * 127.5 + 128).clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0).numpy()
-    np.testing.assert_array_equal(cell(mix, 2, 3), expected)  # row 2, column 5, layers 0-1 from 5
+    assert_same_image(cell(mix, 2, 3), expected)  # row 2, column 5, layers 0-1 from 5
 
     assert gan_main(["style-mix", str(run_dir), "--rows", "1", "--cols", "2", "--styles", "fine",
                      "--out", str(tmp_path / "x.png")]) == 2
