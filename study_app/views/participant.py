@@ -12,6 +12,7 @@ repeated clicks cannot add or change answers.
 from __future__ import annotations
 
 import functools
+import hashlib
 import time
 from datetime import datetime, timezone
 
@@ -117,6 +118,12 @@ def _exposure_ms(token: str, trial) -> int:
     return trial_exposure(cfg.design, store.answers(token), trial)
 
 
+def _key_safe(token: str) -> str:
+    """The token as a component-key part. Tokens are URL-safe base64, and Streamlit refuses a
+    component key containing "__", which about 1 random token in 200 holds."""
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
 def _withdraw(token: str) -> None:
     if not ss.get("withdraw-confirm"):
         ss["withdraw_error"] = "Tick the box first to confirm that your answers should be deleted."
@@ -217,7 +224,7 @@ def screen_trial(token: str, state) -> None:
     if trial.design == "single":
         single_trial(token, trial)
     elif cfg.design.presentation == "timed":
-        key = f"timed-{token}-{trial.index}-{ss.get(f'remount-{token}-{trial.index}', 0)}"
+        key = f"timed-{_key_safe(token)}-{trial.index}-{ss.get(f'remount-{token}-{trial.index}', 0)}"
         exposure = _exposure_ms(token, trial)
         timed_pair(key=key, trial_index=trial.index,
                    left=data_url(study.images.read(trial.left_image), study.manifest.get(trial.left_image).format),
@@ -241,7 +248,7 @@ def screen_trial(token: str, state) -> None:
 def single_trial(token: str, trial) -> None:
     """One image; the answers are "real" and "fake" (shown as Generated)."""
     if cfg.design.presentation == "timed":
-        key = f"timed-{token}-{trial.index}-{ss.get(f'remount-{token}-{trial.index}', 0)}"
+        key = f"timed-{_key_safe(token)}-{trial.index}-{ss.get(f'remount-{token}-{trial.index}', 0)}"
         exposure = _exposure_ms(token, trial)
         timed_single(key=key, trial_index=trial.index,
                      image=data_url(study.images.read(trial.image), study.manifest.get(trial.image).format),
@@ -256,7 +263,7 @@ def single_trial(token: str, trial) -> None:
                         on_click=_answer, args=(token, trial.index, "real"), shortcut="Left")
             fake.button("Generated", key=f"answer-{trial.index}-fake", type="primary", width="stretch",
                         on_click=_answer, args=(token, trial.index, "fake"), shortcut="Right")
-        answer_keys(key=f"keys-{token}-{trial.index}", trial_index=trial.index)   # R and G
+        answer_keys(key=f"keys-{_key_safe(token)}-{trial.index}", trial_index=trial.index)   # R and G
     st.caption("Keyboard: ← or R: real; → or G: generated.")
 
 

@@ -388,3 +388,18 @@ def test_switching_the_design_in_study_toml_warns_about_the_other_designs_texts(
     assert main(["check", str(study_dir)]) == 0
     out = capsys.readouterr().out
     assert "texts.instructions is the default text of the paired design" in out and "texts.contact" not in out
+
+
+@pytest.mark.parametrize("presentation", ["buttons", "timed"])
+def test_a_token_with_a_double_underscore_still_runs(make_study, monkeypatch, presentation):
+    """Tokens are URL-safe base64 and now and then contain "__", which Streamlit refuses inside a
+    component key: the components on the trial page (R/G keys, timed trial) must not use it raw."""
+    import study_app.storage as storage
+
+    monkeypatch.setattr(storage, "new_token", lambda: "ab__cd-Token__x")
+    study_dir = _single(make_study, practice_trials=0, presentation=presentation)
+    session = AppSession(study_dir).consent()
+    assert session.token == "ab__cd-Token__x"
+    plan = Study(study_dir).store.get_participant(session.token).plan
+    assert session.run_to_end(lambda i: plan[i].real_side) == len(plan)
+    assert Study(study_dir).store.get_participant(session.token).status == "completed"
