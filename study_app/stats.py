@@ -865,22 +865,19 @@ def _num_ci(ci: tuple[float, float]) -> str:
     return "n/a" if any(v is None or math.isnan(v) for v in ci) else f"{ci[0]:.2f} to {ci[1]:.2f}"
 
 
-def _single_lines(report: StudyReport) -> list[str]:
-    """Header, table and per-condition details of a single-image study."""
+def _report_lines(report: StudyReport, description: list[str], columns: str, cells, details) -> list[str]:
+    """What both designs print: the participant counts, the design's `description`, one table row per
+    condition (shared columns, then the design's `columns` header and `cells(c)`), and each
+    condition's verdict followed by `details(c)`."""
     lines = [
         f"Participants: {report.participants_total} with answers, {report.participants_analysed} analysed, "
         f"{len(report.excluded)} excluded, {len(report.incomplete)} incomplete (not analysed).",
         f"Exclusion rule (pre-declared): {report.exclusion_rule}.",
         f"Attention checks of analysed participants: {_pct(report.attention_accuracy).strip()} correct.",
-        "Design: single image per trial (real or generated?). Accuracy = share of images classified correctly "
-        f"(real as real, generated as generated); 50% is chance; HYPE∞ error = 1 − accuracy. α = {report.alpha}, "
-        f"equivalence margin ±{report.margin:.0%}.",
-        "Real error = real images judged generated; fake error (fool rate) = generated images judged real. "
-        "H = real judged real, F = generated judged real; d′ = z(H) − z(F), c = −(z(H) + z(F))/2 "
-        "(c > 0: bias toward 'generated'), with the " + SDT_CORRECTION + ".",
+        *description,
         "",
         f"{'condition':<16} {'people':>6} {'trials':>6} {'acc':>6} {'exact 95% CI':>15} {'bootstrap CI':>15} "
-        f"{'p':>7} {'p_adj':>7} {'realerr':>7} {'fakeerr':>7} {'d′':>6} {'c':>6} {'TOST p':>7}",
+        f"{'p':>7} {'p_adj':>7} " + columns,
     ]
     for c in report.conditions:
         if not c.trials:
@@ -889,14 +886,33 @@ def _single_lines(report: StudyReport) -> list[str]:
         lines.append(
             f"{c.condition:<16} {c.participants:>6} {c.trials:>6} {_pct(c.accuracy)} "
             f"{_pct(c.ci_exact[0])}–{_pct(c.ci_exact[1]).strip():>6} {_pct(c.ci_bootstrap[0])}–{_pct(c.ci_bootstrap[1]).strip():>6} "
-            f"{c.p_value:>7.3g} {c.p_value_adjusted:>7.3g}  {_pct(c.real_error)}  {_pct(c.fake_error)} "
-            f"{c.dprime:>6.2f} {c.criterion_c:>+6.2f} {c.tost_p_adjusted:>7.3g}")
+            f"{c.p_value:>7.3g} {c.p_value_adjusted:>7.3g}" + cells(c))
     lines.append("")
     for c in report.conditions:
         lines.append(f"[{c.condition}] {c.verdict}")
-        if not c.trials:
-            continue
-        lines += [
+        if c.trials:
+            lines += details(c)
+    return lines
+
+
+def _single_lines(report: StudyReport) -> list[str]:
+    """Header, table and per-condition details of a single-image study."""
+    description = [
+        "Design: single image per trial (real or generated?). Accuracy = share of images classified correctly "
+        f"(real as real, generated as generated); 50% is chance; HYPE∞ error = 1 − accuracy. α = {report.alpha}, "
+        f"equivalence margin ±{report.margin:.0%}.",
+        "Real error = real images judged generated; fake error (fool rate) = generated images judged real. "
+        "H = real judged real, F = generated judged real; d′ = z(H) − z(F), c = −(z(H) + z(F))/2 "
+        "(c > 0: bias toward 'generated'), with the " + SDT_CORRECTION + ".",
+    ]
+    columns = f"{'realerr':>7} {'fakeerr':>7} {'d′':>6} {'c':>6} {'TOST p':>7}"
+
+    def cells(c):
+        return (f"  {_pct(c.real_error)}  {_pct(c.fake_error)} "
+                f"{c.dprime:>6.2f} {c.criterion_c:>+6.2f} {c.tost_p_adjusted:>7.3g}")
+
+    def details(c):
+        return [
             f"    Wilson 95% CI {_ci(c.ci_wilson)}; HYPE∞ error {_pct(1 - c.accuracy).strip()}; mean participant "
             f"accuracy {_pct(c.participant_mean_accuracy).strip()} (t-test p = {c.participant_p_value:.3g}); "
             f"ICC = {c.icc:.3f}, design effect {c.design_effect:.2f}.",
@@ -911,40 +927,26 @@ def _single_lines(report: StudyReport) -> list[str]:
             f"(bootstrap 95% CI {_num_ci(c.criterion_ci_bootstrap)}); 'real' answers {_pct(c.real_answer_rate).strip()} "
             f"(p = {c.real_answer_p_value:.3g} against the share of real images).",
         ]
-    return lines
+
+    return _report_lines(report, description, columns, cells, details)
 
 
 def _paired_lines(report: StudyReport) -> list[str]:
     """Header, table and per-condition details of a paired (2AFC) study."""
-    lines = [
-        f"Participants: {report.participants_total} with answers, {report.participants_analysed} analysed, "
-        f"{len(report.excluded)} excluded, {len(report.incomplete)} incomplete (not analysed).",
-        f"Exclusion rule (pre-declared): {report.exclusion_rule}.",
-        f"Attention checks of analysed participants: {_pct(report.attention_accuracy).strip()} correct.",
-        f"Accuracy = share of pairs in which the real image was picked; 50% is chance. α = {report.alpha}, "
-        f"equivalence margin ±{report.margin:.0%}.",
-        "",
-        f"{'condition':<16} {'people':>6} {'trials':>6} {'acc':>6} {'exact 95% CI':>15} {'bootstrap CI':>15} "
-        f"{'p':>7} {'p_adj':>7} {'d′':>6} {'left':>6} {'TOST p':>7}",
-    ]
-    for c in report.conditions:
-        if not c.trials:
-            lines.append(f"{c.condition:<16} {0:>6} {0:>6}   (no answers yet)")
-            continue
-        lines.append(
-            f"{c.condition:<16} {c.participants:>6} {c.trials:>6} {_pct(c.accuracy)} "
-            f"{_pct(c.ci_exact[0])}–{_pct(c.ci_exact[1]).strip():>6} {_pct(c.ci_bootstrap[0])}–{_pct(c.ci_bootstrap[1]).strip():>6} "
-            f"{c.p_value:>7.3g} {c.p_value_adjusted:>7.3g} {c.dprime:>6.2f} {_pct(c.left_choice_rate)} {c.tost_p_adjusted:>7.3g}")
-    lines.append("")
-    for c in report.conditions:
-        lines.append(f"[{c.condition}] {c.verdict}")
-        if not c.trials:
-            continue
-        lines.append(f"    Wilson 95% CI {_pct(c.ci_wilson[0]).strip()}–{_pct(c.ci_wilson[1]).strip()}; "
-                     f"d′ 95% CI {c.dprime_ci[0]:.2f} to {c.dprime_ci[1]:.2f}; side bias c = {c.position_bias_c:+.2f} "
-                     f"(left answers p = {c.position_p_value:.3g}); ICC = {c.icc:.3f}, design effect {c.design_effect:.2f}; "
-                     f"mean participant accuracy {_pct(c.participant_mean_accuracy).strip()} (t-test p = {c.participant_p_value:.3g}).")
-    return lines
+    description = [f"Accuracy = share of pairs in which the real image was picked; 50% is chance. α = {report.alpha}, "
+                   f"equivalence margin ±{report.margin:.0%}."]
+    columns = f"{'d′':>6} {'left':>6} {'TOST p':>7}"
+
+    def cells(c):
+        return f" {c.dprime:>6.2f} {_pct(c.left_choice_rate)} {c.tost_p_adjusted:>7.3g}"
+
+    def details(c):
+        return [f"    Wilson 95% CI {_pct(c.ci_wilson[0]).strip()}–{_pct(c.ci_wilson[1]).strip()}; "
+                f"d′ 95% CI {c.dprime_ci[0]:.2f} to {c.dprime_ci[1]:.2f}; side bias c = {c.position_bias_c:+.2f} "
+                f"(left answers p = {c.position_p_value:.3g}); ICC = {c.icc:.3f}, design effect {c.design_effect:.2f}; "
+                f"mean participant accuracy {_pct(c.participant_mean_accuracy).strip()} (t-test p = {c.participant_p_value:.3g})."]
+
+    return _report_lines(report, description, columns, cells, details)
 
 
 def _mixed_model_lines(mm: MixedModelReport | None, margin: float) -> list[str]:
