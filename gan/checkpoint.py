@@ -1,4 +1,4 @@
-"""Self-describing safetensors checkpoints and atomic file writes.
+"""Self-describing safetensors checkpoints.
 
 One file per snapshot holds every tensor of the training state under a prefix
 (`G.`, `D.`, `G_ema.`, `opt_G.`, `opt_D.`) and, in the safetensors string header, the JSON
@@ -8,13 +8,13 @@ executes code: safetensors + json only.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save as safetensors_save
+
+from harness_base.atomic import write_bytes_atomic
 
 FORMAT = "gan-harness-checkpoint/1"
 SNAPSHOT_PREFIX, SNAPSHOT_SUFFIX = "snapshot-", ".safetensors"
@@ -32,34 +32,6 @@ def kimg_from_name(name: str) -> float | None:
         return float(name[len(SNAPSHOT_PREFIX):-len(SNAPSHOT_SUFFIX)])
     except ValueError:
         return None
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then os.replace: readers see old or new, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def remove_stale_temp_files(folder: Path) -> list[Path]:
-    """Temp files left by a process killed mid-write; they are never valid snapshots."""
-    stale = sorted(folder.glob(".*.tmp")) if folder.is_dir() else []
-    for p in stale:
-        p.unlink(missing_ok=True)
-    return stale
 
 
 def _optimizer_tensors(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict, list]:
@@ -84,7 +56,7 @@ def save_checkpoint(path: str | Path, modules: dict, optimizers: dict, config: d
     tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
     metadata = {"format": FORMAT, "config": json.dumps(config), "state": json.dumps(state),
                 "param_groups": json.dumps(groups)}
-    atomic_write_bytes(path, safetensors_save(tensors, metadata=metadata))
+    write_bytes_atomic(path, safetensors_save(tensors, metadata=metadata))
 
 
 def read_metadata(path: str | Path) -> dict:

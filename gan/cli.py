@@ -199,7 +199,7 @@ def cmd_generate(args) -> int:
     from PIL import Image
 
     from .api import load_generator
-    from .checkpoint import atomic_write_bytes
+    from harness_base.atomic import write_bytes_atomic
 
     gen = load_generator(args.ckpt, device=args.device)
     out = Path(args.out)
@@ -210,7 +210,7 @@ def cmd_generate(args) -> int:
         for img in batch:
             buf = io.BytesIO()
             Image.fromarray(img).save(buf, format="PNG")
-            atomic_write_bytes(out / f"seed{next(seeds):04d}.png", buf.getvalue())
+            write_bytes_atomic(out / f"seed{next(seeds):04d}.png", buf.getvalue())
     print(f"wrote {len(args.seeds)} images to {out} (psi {args.psi}, {gen.path.name})")
     return 0
 

@@ -21,7 +21,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from .checkpoint import atomic_write_text
+from harness_base.atomic import atomic_path, write_text_atomic
+from harness_base.home import DATASETS_ENV, datasets_dir
+
 from .config import is_power_of_two
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -106,7 +108,7 @@ def prepare_dataset(src: str | Path, out: str | Path, res: int, mode: str = "cro
         kept.append({"file": file, "source": name})
     summary = {"resolution": res, "count": len(kept), "mode": mode, "min_size": min_size,
                "source": str(src.resolve()), "kept": kept, "rejected": rejected, "duplicates": duplicates}
-    atomic_write_text(out / DATASET_JSON, json.dumps(summary, indent=1))
+    write_text_atomic(out / DATASET_JSON, json.dumps(summary, indent=1))
     if not kept:
         raise ValueError(f"no usable images in {src}: {len(rejected)} rejected "
                          f"(see {out / DATASET_JSON} for the reasons)")
@@ -126,7 +128,7 @@ def write_avatar_dataset(out: str | Path, n: int, res: int = 64, seed: int = 0, 
                "source": f"python-avatars seed {seed}",
                "kept": [{"file": p.name, "source": f"avatar {i} (seed {seed})"} for i, p in enumerate(paths)],
                "rejected": [], "duplicates": []}
-    atomic_write_text(out / DATASET_JSON, json.dumps(summary, indent=1))
+    write_text_atomic(out / DATASET_JSON, json.dumps(summary, indent=1))
     return summary
 
 
@@ -188,17 +190,13 @@ def _check_sizes(folder: Path, paths: list[Path], resolution: int | None, progre
     return w
 
 
-DATASET_CACHE_ENV = "GAN_HARNESS_DATASETS"
+DATASET_CACHE_ENV = DATASETS_ENV
 
 
 def dataset_cache_dir() -> Path:
     """GAN_HARNESS_DATASETS, else GAN_HARNESS_HOME/datasets: the decoded copy of a training set is as
     large as its pixels (N × 3 × R × R bytes), so point it at a large, fast local disk if need be."""
-    import os
-
-    from evalkit.home import harness_home
-
-    return Path(os.environ.get(DATASET_CACHE_ENV) or harness_home() / "datasets")
+    return datasets_dir()
 
 
 def _cache_file(folder: Path, paths: list[Path]) -> Path:
@@ -217,8 +215,6 @@ def load_image_folder(folder: str | Path, resolution: int | None = None, progres
     The first load decodes the images once into a uint8 file under GAN_HARNESS_HOME/datasets
     (written atomically); later loads of the unchanged folder map that file without decoding."""
     from tqdm import tqdm
-
-    from evalkit.atomic import atomic_path
 
     folder = Path(folder)
     if not folder.is_dir():

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .checkpoint import atomic_write_bytes
+from harness_base.atomic import write_bytes_atomic
 from .nets.generator import Generator, ws_indices_by_resolution, z_for_seeds
 
 
@@ -42,7 +42,7 @@ def image_grid(images: np.ndarray, cols: int, pad: int = 0) -> Image.Image:
 def save_png(image: Image.Image, path) -> None:
     buf = io.BytesIO()
     image.save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def snapshot_grid(G: Generator, seeds: Sequence[int], cols: int) -> Image.Image:

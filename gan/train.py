@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from harness_base.atomic import remove_stale_temp_files, write_text_atomic
+
 from . import checkpoint as ckpt
 from .augment import AdaptiveP, AugmentPipe
 from .config import RunConfig
@@ -295,7 +297,7 @@ def _truncate_log(log_path: Path, nimg: int) -> None:
                 keep.append(line)
         except (ValueError, KeyError):
             continue  # a line torn by a kill mid-write
-    ckpt.atomic_write_text(log_path, "".join(l + "\n" for l in keep))
+    write_text_atomic(log_path, "".join(l + "\n" for l in keep))
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -342,7 +344,7 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, device: str
     if resume:
         from .api import list_snapshots  # late import: api imports this module's constants
         if dist.is_main:
-            stale = ckpt.remove_stale_temp_files(ckpt_dir) + ckpt.remove_stale_temp_files(sample_dir)
+            stale = remove_stale_temp_files(ckpt_dir) + remove_stale_temp_files(sample_dir)
             if stale:
                 log(f"removed {len(stale)} partial file(s) left by an interrupted write")
         dist.barrier()
@@ -362,7 +364,7 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, device: str
     if dist.is_main:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         sample_dir.mkdir(parents=True, exist_ok=True)
-        ckpt.atomic_write_text(run_dir / RUN_CONFIG, json.dumps(cfg.to_dict(), indent=1))
+        write_text_atomic(run_dir / RUN_CONFIG, json.dumps(cfg.to_dict(), indent=1))
         if trainer.nimg == 0:
             _truncate_log(run_dir / RUN_LOG, -1)
             (run_dir / RUN_LOG).touch()

@@ -97,7 +97,7 @@ def test_images_api_contract(tiny_run):
 
 def test_list_snapshots_ignores_partial_files_and_rejects_non_run_dirs(tiny_run, tmp_path):
     run_dir = tiny_run[0]
-    partial = run_dir / "checkpoints" / ".snapshot-000000.072.safetensors.abc.tmp"
+    partial = run_dir / "checkpoints" / ".snapshot-000000.072.safetensors.tmp-abc"
     partial.write_bytes(b"half a file")
     try:
         assert [s.kimg for s in list_snapshots(run_dir)] == [0.024, 0.048]

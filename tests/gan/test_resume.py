@@ -54,7 +54,7 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path, toy_data, disc):
         child.send_signal(signal.SIGKILL)
         child.wait()
     # What a kill in the middle of writing the next snapshot leaves behind: a torn temp file.
-    torn = killed / "checkpoints" / ".snapshot-000000.048.safetensors.x1.tmp"
+    torn = killed / "checkpoints" / ".snapshot-000000.048.safetensors.tmp-x1"
     torn.write_bytes(b"\0" * 100)
     assert len(list_snapshots(killed)) >= 1
 

@@ -37,7 +37,7 @@ def test_nan_loss_stops_and_keeps_last_good_snapshot(tmp_path, toy_data, monkeyp
     assert [s.kimg for s in snaps] == [0.024]
     gen = load_generator(run_dir)
     assert np.isfinite(next(gen.images(seeds=[0])).astype(float)).all()
-    assert not list((run_dir / "checkpoints").glob(".*.tmp"))
+    assert not list((run_dir / "checkpoints").glob(".*.tmp-*"))
 
 
 def test_transfer_learning_and_incompatible_checkpoints(tiny_run, tmp_path, toy_data):
