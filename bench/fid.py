@@ -20,7 +20,7 @@ from bench.measure import run_json
 CLEAN_FID = r"""
 import json, sys, time, torch
 from cleanfid import fid as cfid
-from evalkit import weights
+from evalkit.extract import weights
 a, b, device, workers = sys.argv[1], sys.argv[2], torch.device(sys.argv[3]), int(sys.argv[4])
 path, _ = weights.require("inception")
 jit = torch.jit.load(str(path), map_location=device).eval()
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     import torch
 
     from gan.avatars import write_avatars
-    from evalkit.home import HOME_ENV, harness_home
+    from harness_base.home import HOME_ENV, harness_home
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-fid-"))

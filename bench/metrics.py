@@ -28,7 +28,7 @@ PSIS = (1.2, 1.0, 0.7, 0.5, 0.0, -0.5, -1.0)
 SUITE = r"""
 import json, sys, time, torch
 from evalkit import api
-from evalkit.evaluate import evaluate
+from evalkit.reports.evaluate import evaluate
 a, b, what, device = sys.argv[1], sys.argv[2], sys.argv[3], torch.device(sys.argv[4])
 t = time.perf_counter()
 if what == "fid":
@@ -41,8 +41,8 @@ print(json.dumps({"seconds": time.perf_counter() - t, "fid": value,
 
 OUR_SWEEP = r"""
 import json, sys, time, torch
-from evalkit.evaluate import GenerationOptions
-from evalkit.sweep import truncation_sweep
+from evalkit.sources import GenerationOptions
+from evalkit.reports.sweep import truncation_sweep
 ckpt, real, out, n, device = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), torch.device(sys.argv[5])
 psis = [float(p) for p in sys.argv[6].split(",")]
 t = time.perf_counter()
@@ -55,7 +55,7 @@ print(json.dumps({"seconds": time.perf_counter() - t, "fid": {str(row["psi"]): r
 CLEAN_FID_SWEEP = r"""
 import json, sys, time, numpy as np, torch
 from cleanfid import fid as cfid
-from evalkit import weights
+from evalkit.extract import weights
 from gan.api import load_generator
 ckpt, real, n, device = sys.argv[1], sys.argv[2], int(sys.argv[3]), torch.device(sys.argv[4])
 psis = [float(p) for p in sys.argv[5].split(",")]
@@ -87,7 +87,7 @@ def _fresh_home(work: Path, name: str) -> dict:
     """An environment whose feature cache is empty (weights are the installed ones)."""
     import shutil
 
-    from evalkit.home import HOME_ENV, harness_home
+    from harness_base.home import HOME_ENV, harness_home
 
     home = work / name
     if home.exists():

@@ -1,8 +1,9 @@
 """Errors a user can act on. Each message says what was wrong and what to do; the CLI prints it
-without a traceback."""
+without a traceback (see harness_base.cli)."""
+from harness_base.errors import HarnessError
 
 
-class EvalkitError(Exception):
+class EvalkitError(HarnessError):
     """Base class: the message is meant for the person running the command."""
 
 

@@ -1,4 +1,9 @@
-"""Public API for other packages (evalkit) and scripts: find snapshots, load G_ema, stream uint8 images.
+"""Public API for other packages (evalkit) and scripts: open a run dir, find its snapshots and
+training data, load G_ema, stream uint8 images.
+
+A run dir (written by `gan train --out DIR`) is a folder with `config.json` (the full training
+configuration, with the absolute data path), `checkpoints/snapshot-KIMG.safetensors`, `log.jsonl`
+and `samples/`. `Run` reads it once; nothing else outside `gan` needs to know that layout.
 
 Loading never executes code: checkpoints are safetensors files whose string header holds the
 JSON config the networks are rebuilt from.
@@ -13,14 +18,27 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from harness_base.errors import HarnessError
+
 from . import checkpoint as ckpt
 from .config import RunConfig
 from .nets import build_generator
 from .nets.generator import z_for_seeds as _z_for_seeds
 from .sample import synthesize
 
-__all__ = ["Snapshot", "LoadedGenerator", "list_snapshots", "read_run_config", "resolve_checkpoint",
-           "load_generator"]
+__all__ = ["Run", "RunError", "CheckpointError", "Snapshot", "LoadedGenerator", "is_run_dir", "is_checkpoint", "checkpoint_kimg",
+           "checkpoint_config", "list_snapshots", "read_run_config", "resolve_checkpoint", "load_generator"]
+
+RUN_CONFIG = "config.json"
+CHECKPOINTS = "checkpoints"
+
+
+class RunError(HarnessError, FileNotFoundError):
+    """A run dir or checkpoint path that cannot be used as given (the message says why and what to do)."""
+
+
+class CheckpointError(HarnessError, ValueError):
+    """A file that is not a checkpoint this version of gan can read."""
 
 
 @dataclass(frozen=True)
@@ -29,41 +47,101 @@ class Snapshot:
     path: Path
 
 
-def _require_run_dir(run_dir: str | Path) -> Path:
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file():
-        raise FileNotFoundError(f"{run_dir} is not a gan run dir (no config.json; "
-                                "run dirs are created by `gan train --out DIR`)")
-    return run_dir
+def is_run_dir(path: str | Path) -> bool:
+    return Path(path).is_dir() and (Path(path) / RUN_CONFIG).is_file()
+
+
+def is_checkpoint(path: str | Path) -> bool:
+    return Path(path).is_file() and Path(path).name.endswith(ckpt.SNAPSHOT_SUFFIX)
+
+
+def checkpoint_kimg(path: str | Path) -> float | None:
+    """Training progress of a snapshot file, from its name (None for other files)."""
+    return ckpt.kimg_from_name(Path(path).name)
+
+
+def checkpoint_config(path: str | Path) -> dict:
+    """The run configuration stored in a checkpoint's header (the file describes itself)."""
+    try:
+        return ckpt.read_metadata(path)["config"]
+    except FileNotFoundError as err:
+        raise RunError(str(err)) from None
+    except ValueError as err:
+        raise CheckpointError(str(err)) from None
+
+
+@dataclass(frozen=True)
+class Run:
+    """A training run dir, read once: its configuration and where its snapshots and data are."""
+    path: Path
+    config: dict
+
+    @classmethod
+    def open(cls, path: str | Path) -> "Run":
+        path = Path(path)
+        if not is_run_dir(path):
+            raise RunError(f"{path} is not a gan run dir (it has no {RUN_CONFIG}; run dirs are created by "
+                           "`gan train --out DIR`).")
+        try:
+            config = json.loads((path / RUN_CONFIG).read_text())
+        except ValueError as err:
+            raise RunError(f"{path / RUN_CONFIG} is not valid JSON ({err}); the run dir is damaged.") from None
+        return cls(path.resolve(), config)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def snapshots(self) -> list[Snapshot]:
+        """Complete snapshots, oldest first (temp files of interrupted writes are never listed)."""
+        folder = self.path / CHECKPOINTS
+        snaps = [Snapshot(kimg=kimg, path=p) for p in (folder.iterdir() if folder.is_dir() else [])
+                 if (kimg := ckpt.kimg_from_name(p.name)) is not None and p.is_file()]
+        return sorted(snaps, key=lambda s: s.kimg)
+
+    def require_snapshots(self) -> list[Snapshot]:
+        snaps = self.snapshots()
+        if not snaps:
+            raise RunError(f"{self.path} has no complete snapshot in {CHECKPOINTS}/ yet. Train longer (a snapshot "
+                           "is written every --snap kimg), or point at a run dir that has one.")
+        return snaps
+
+    def latest(self) -> Snapshot:
+        return self.require_snapshots()[-1]
+
+    def training_data(self, override: str | Path | None = None) -> Path:
+        """The data set the run was trained on, or `override` (the same data at a new place)."""
+        if override is not None:
+            path = Path(override)
+            if not path.exists():
+                raise RunError(f"--data {path} does not exist.")
+            return path
+        data = self.config.get("data")
+        if not data:
+            raise RunError(f"{self.path / RUN_CONFIG} does not name its training data; pass --data DIR.")
+        if not Path(data).exists():
+            raise RunError(f"{self.path} was trained on {data}, which no longer exists (moved or deleted). Put the "
+                           "data back there, or pass --data NEW_PATH to use it at its new place.")
+        return Path(data)
 
 
 def list_snapshots(run_dir: str | Path) -> list[Snapshot]:
     """Complete snapshots of a run, oldest first (temp files of interrupted writes are ignored)."""
-    run_dir = _require_run_dir(run_dir)
-    folder = run_dir / "checkpoints"
-    snaps = []
-    for path in folder.iterdir() if folder.is_dir() else []:
-        kimg = ckpt.kimg_from_name(path.name)
-        if kimg is not None and path.is_file():
-            snaps.append(Snapshot(kimg=kimg, path=path))
-    return sorted(snaps, key=lambda s: s.kimg)
+    return Run.open(run_dir).snapshots()
 
 
 def read_run_config(run_dir: str | Path) -> dict:
     """The run's config.json: includes 'data' (absolute path), 'resolution' and 'disc'."""
-    return json.loads((_require_run_dir(run_dir) / "config.json").read_text())
+    return Run.open(run_dir).config
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
     """A checkpoint file as is, or a run dir's latest snapshot."""
     path = Path(path)
     if path.is_dir():
-        snaps = list_snapshots(path)
-        if not snaps:
-            raise FileNotFoundError(f"run dir {path} has no complete snapshot yet")
-        return snaps[-1].path
+        return Run.open(path).latest().path
     if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise RunError(f"checkpoint {path} does not exist")
     return path
 
 
@@ -113,14 +191,20 @@ class LoadedGenerator:
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> LoadedGenerator:
     """Load the EMA generator of a checkpoint file or run dir (latest snapshot), in fp32 eval mode."""
     path = resolve_checkpoint(path)
-    meta = ckpt.read_metadata(path)
+    try:
+        meta = ckpt.read_metadata(path)
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from None
     try:
         cfg = RunConfig.from_dict(meta["config"])
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: its config cannot be read by this version of gan ({exc})") from None
+        raise CheckpointError(f"{path}: its config cannot be read by this version of gan ({exc})") from None
     device = torch.device(device)
     with torch.random.fork_rng(devices=[]):  # random init is overwritten; keep the caller's RNG as it was
         G = build_generator(cfg)
-    ckpt.load_module(G, path, "G_ema")
+    try:
+        ckpt.load_module(G, path, "G_ema")
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from None
     G = G.to(device).eval().requires_grad_(False)
     return LoadedGenerator(G, meta["config"], float(meta["state"]["kimg"]), path, device)

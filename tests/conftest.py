@@ -11,8 +11,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
+
+from harness_base.home import harness_home
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -139,3 +142,27 @@ def consent_in_browser(page, base: str, path: str = "/") -> str:
 @pytest.fixture
 def browser_consent():
     return consent_in_browser
+
+
+# -- a harness home with the real weights and an empty cache (evalkit and harness tests use it) --
+
+def _real_weights_dir() -> Path:
+    return harness_home() / "weights"
+
+
+@pytest.fixture(scope="session")
+def real_weights_dir():
+    """The weights installed by the README's install command (`evalkit weights install`)."""
+    d = _real_weights_dir()
+    if not (d / "inception-2015-12-05.pt").is_file():
+        pytest.fail("Inception weights are not installed: run `evalkit weights install` (the README's install "
+                    "command does) before the tests.")
+    return d
+
+
+@pytest.fixture(scope="session")
+def session_home(tmp_path_factory, real_weights_dir):
+    """A harness home for the whole session: the real weights, an empty feature cache."""
+    home = tmp_path_factory.mktemp("harness-home")
+    (home / "weights").symlink_to(real_weights_dir, target_is_directory=True)
+    return home

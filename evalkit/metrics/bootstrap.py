@@ -41,7 +41,8 @@ from typing import Iterator
 
 import numpy as np
 
-from ._arrays import feature_matrix, tensor_device
+from .arrays import feature_matrix, tensor_device
+from .backend import NumpyOps, TorchOps
 from .fid import check_sample_size, trace_sqrt_product
 
 __all__ = ["BootstrapResult", "fid_bootstrap", "bootstrap_indices", "EIG_RATIO_MIN"]
@@ -67,65 +68,13 @@ def bootstrap_indices(n_real: int, n_fake: int, num_bootstrap: int, seed: int = 
         yield rng.integers(0, n_real, n_real), rng.integers(0, n_fake, n_fake)
 
 
-class _Numpy:
-    def asarray(self, x):
-        return np.asarray(x, dtype=np.float64)
-
-    def index(self, i):
-        return i
-
-    def cholesky(self, a):
-        try:
-            return np.linalg.cholesky(a)
-        except np.linalg.LinAlgError:
-            return None
-
-    eigvalsh = staticmethod(np.linalg.eigvalsh)
-    numpy = staticmethod(np.asarray)
-
-    def svdvals(self, a):
-        return np.linalg.svd(a, compute_uv=False)
-
-    def outer(self, a, b):
-        return np.outer(a, b)
-
-
-class _Torch:
-    def __init__(self, device):
-        import torch
-
-        self.torch, self.device = torch, torch.device(device)
-
-    def asarray(self, x):
-        return self.torch.as_tensor(x, dtype=self.torch.float64, device=self.device)
-
-    def index(self, i):
-        return self.torch.as_tensor(i, device=self.device)
-
-    def cholesky(self, a):
-        factor, info = self.torch.linalg.cholesky_ex(a)
-        return factor if int(info) == 0 else None
-
-    def eigvalsh(self, a):
-        return self.torch.linalg.eigvalsh(a)
-
-    def svdvals(self, a):
-        return self.torch.linalg.svdvals(a)
-
-    def numpy(self, a):
-        return a.detach().cpu().numpy()
-
-    def outer(self, a, b):
-        return self.torch.outer(a, b)
-
-
 class _Centred:
     """A feature set centred once on its full-sample mean; resampled statistics from multiplicities."""
 
     def __init__(self, la, x):
         self.la = la
         self.n, self.d = x.shape
-        x = la.asarray(x)
+        x = la.f64(x)
         self.mean = x.mean(0)
         self.xc = x - self.mean
 
@@ -133,7 +82,7 @@ class _Centred:
         """(mean, covariance or None, low-rank factor or None, trace) of the resample x[idx]."""
         counts = np.bincount(np.asarray(idx), minlength=self.n)
         rows = np.flatnonzero(counts)
-        w = self.la.asarray(counts[rows].astype(np.float64))
+        w = self.la.f64(counts[rows].astype(np.float64))
         xr = self.xc[self.la.index(rows)]
         delta = (w @ xr) / self.n
         if len(rows) < self.d:  # exact factor: columns √w (x̃ − δ) / √(n−1)
@@ -201,7 +150,7 @@ def fid_bootstrap(real_features, fake_features, num_bootstrap: int = 100, seed: 
     check_sample_size(len(fake), fake.shape[1], "the fake set")
     if device is None:
         device = tensor_device(real_features, fake_features)
-    la = _Numpy() if device is None else _Torch(device)
+    la = NumpyOps() if device is None else TorchOps(device)
     r, f = _Centred(la, real), _Centred(la, fake)
     full = _fid(la, r.draw(np.arange(r.n)), f.draw(np.arange(f.n)))
     samples = np.array([_fid(la, r.draw(i1), f.draw(i2))

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._arrays import feature_matrix, tensor_device
+from .arrays import feature_matrix, tensor_device
 
 __all__ = ["KIDResult", "kid"]
 

@@ -5,33 +5,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from evalkit.home import HOME_ENV, harness_home
-
-
-def _real_weights_dir() -> Path:
-    return harness_home() / "weights"
-
-
-@pytest.fixture(scope="session")
-def real_weights_dir():
-    """The weights installed by the README's install command (`evalkit weights install`)."""
-    d = _real_weights_dir()
-    if not (d / "inception-2015-12-05.pt").is_file():
-        pytest.fail("Inception weights are not installed: run `evalkit weights install` (the README's install "
-                    "command does) before the tests.")
-    return d
-
-
-@pytest.fixture(scope="session")
-def session_home(tmp_path_factory, real_weights_dir):
-    """A harness home for the whole session: the real weights, an empty feature cache."""
-    home = tmp_path_factory.mktemp("harness-home")
-    (home / "weights").symlink_to(real_weights_dir, target_is_directory=True)
-    return home
+from harness_base.home import HOME_ENV
 
 
 @pytest.fixture(autouse=True)
 def isolated_home(session_home, monkeypatch):
+    """Every evalkit test sees the real weights and an empty feature cache (tests/conftest.py)."""
     monkeypatch.setenv(HOME_ENV, str(session_home))
     return session_home
 
@@ -72,7 +51,7 @@ def copy_tree(src: Path, dst: Path) -> Path:
 def env_without_weights(tmp_path, monkeypatch):
     """A harness home with no weights, and no registry package that ships them importable."""
     monkeypatch.setenv(HOME_ENV, str(tmp_path / "empty-home"))
-    import evalkit.weights as w
+    import evalkit.extract.weights as w
 
     monkeypatch.setattr(w, "package_file", lambda variant: None)
     w.clear_process_cache()

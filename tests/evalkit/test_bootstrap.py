@@ -7,6 +7,7 @@ import pytest
 
 from evalkit.errors import SampleSizeError
 from evalkit.metrics import bootstrap as bootstrap_module
+from evalkit.metrics.backend import NumpyOps, TorchOps
 from evalkit.metrics.bootstrap import bootstrap_indices, fid_bootstrap
 from evalkit.metrics.fid import SmallSampleWarning, feature_stats, fid_from_features, frechet_distance
 
@@ -21,7 +22,7 @@ def correlated_sets(seed, n1, n2, d):
 
 def draw_values(real, fake, num, seed, device=None):
     """The FIDs of the first `num` draws, through the module's own per-draw path."""
-    la = bootstrap_module._Numpy() if device is None else bootstrap_module._Torch(device)
+    la = NumpyOps() if device is None else TorchOps(device)
     r, f = bootstrap_module._Centred(la, real), bootstrap_module._Centred(la, fake)
     return [bootstrap_module._fid(la, r.draw(i1), f.draw(i2))
             for i1, i2 in bootstrap_indices(len(real), len(fake), num, seed)]

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-import evalkit.features as features_mod
-from evalkit import api, cli, weights
-from evalkit.cache import CachedFeatures, FeatureCache
+import evalkit.extract.features as features_mod
+from evalkit import api, cli
+from evalkit.extract import weights
+from evalkit.extract.cache import CachedFeatures, FeatureCache
 from evalkit.errors import WeightsError
-from evalkit.home import HOME_ENV
+from harness_base.home import HOME_ENV
 
 CPU = {"device": torch.device("cpu"), "progress": False}
 
@@ -97,8 +98,9 @@ def test_stats_file_round_trip_and_clean_fid_style_npz(tmp_path, avatars_a, avat
 
 def test_error_exit_code_and_message(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    assert cli.main(["fid", str(tmp_path / "empty"), str(tmp_path / "empty")]) == 2
-    assert "error:" in capsys.readouterr().err
+    assert cli.main(["fid", str(tmp_path / "empty"), str(tmp_path / "empty")]) == 1  # a runtime error
+    err = capsys.readouterr().err
+    assert err.startswith("evalkit fid: error: ") and "is empty" in err and "Traceback" not in err
 
 
 def test_missing_weights_name_the_fix(env_without_weights, avatars_a):

@@ -10,7 +10,7 @@ from PIL import Image
 from scipy.spatial.distance import cdist
 from scipy.stats import mannwhitneyu, norm
 
-from evalkit import nn_grid
+from evalkit.reports import copycheck_grid
 from evalkit.metrics import copying
 
 CPU = torch.device("cpu")
@@ -254,8 +254,8 @@ def test_ct_is_positive_for_an_underfitting_generator(ct_world):
 def test_planted_copies_are_found_through_lpips_reranking(tmp_path):
     from gan.avatars import avatar_array
 
-    from evalkit.features import features_of_arrays
-    from evalkit.lpips import pair_distance_fn
+    from evalkit.extract.features import features_of_arrays
+    from evalkit.extract.lpips import pair_distance_fn
 
     train = avatar_array(40, seed=0, res=32)
     rng = np.random.default_rng(6)
@@ -285,12 +285,12 @@ def test_planted_copies_are_found_through_lpips_reranking(tmp_path):
 
     # the grid for the flagged rows plus two others renders
     rows = np.concatenate([res.flagged_indices, np.flatnonzero(~res.flags)[:2]])
-    out = nn_grid.render_nn_grid(gen[rows], train[res.neighbours.indices[rows]], res.neighbours.distances[rows],
+    out = copycheck_grid.render_neighbour_grid(gen[rows], train[res.neighbours.indices[rows]], res.neighbours.distances[rows],
                                  res.flags[rows], tmp_path / "grid.png",
                                  feature_distances=res.neighbours.feature_distances[rows],
                                  titles=[f"gen {i}" for i in rows], caption=res.verdict)
     with Image.open(out) as im:
-        assert im.size == (nn_grid.GridLayout(len(rows), 4, 96).width, nn_grid.GridLayout(len(rows), 4, 96).height)
+        assert im.size == (copycheck_grid.GridLayout(len(rows), 4, 96).width, copycheck_grid.GridLayout(len(rows), 4, 96).height)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,7 +299,7 @@ def test_planted_copies_are_found_through_lpips_reranking(tmp_path):
 
 def _frame_ring(arr, box):
     x0, y0, x1, y1 = box
-    b = nn_grid.BORDER
+    b = copycheck_grid.BORDER
     ring = np.concatenate([arr[y0:y0 + b, x0:x1 + 1].reshape(-1, 3), arr[y1 - b + 1:y1 + 1, x0:x1 + 1].reshape(-1, 3),
                            arr[y0:y1 + 1, x0:x0 + b].reshape(-1, 3), arr[y0:y1 + 1, x1 - b + 1:x1 + 1].reshape(-1, 3)])
     return ring
@@ -309,17 +309,17 @@ def test_grid_layout_size_and_flag_marker(tmp_path):
     rng = np.random.default_rng(7)
     samples = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
     neighbours = rng.integers(0, 256, (2, 3, 32, 32, 3), dtype=np.uint8)
-    out = nn_grid.render_nn_grid(samples, neighbours, rng.random((2, 3)), [False, True], tmp_path / "g.png",
+    out = copycheck_grid.render_neighbour_grid(samples, neighbours, rng.random((2, 3)), [False, True], tmp_path / "g.png",
                                  feature_distances=rng.random((2, 3)) * 20, titles=["a", "b"])
     cell = 96  # 32 px upscaled x3
-    b, pad, line = nn_grid.BORDER, nn_grid.PAD, nn_grid.LINE_H
+    b, pad, line = copycheck_grid.BORDER, copycheck_grid.PAD, copycheck_grid.LINE_H
     width = pad + 4 * (cell + 2 * b + pad)
     height = (pad + 2 * line) + 2 * (cell + 2 * b + 3 * line + pad) + pad
     with Image.open(out) as im:
         assert im.format == "PNG" and im.size == (width, height)
         arr = np.asarray(im.convert("RGB"))
-    layout = nn_grid.GridLayout(2, 4, cell)
-    red = np.array(nn_grid.FLAG_COLOUR)
+    layout = copycheck_grid.GridLayout(2, 4, cell)
+    red = np.array(copycheck_grid.FLAG_COLOUR)
     for col in range(4):
         assert (_frame_ring(arr, layout.frame_box(1, col)) == red).all()       # flagged row: red frames
         assert not (_frame_ring(arr, layout.frame_box(0, col)) == red).all(1).any()  # other row: none
@@ -333,9 +333,9 @@ def test_grid_accepts_mixed_sizes_and_grayscale(tmp_path):
     rng = np.random.default_rng(8)
     samples = [rng.integers(0, 256, (20, 28, 3), dtype=np.uint8)]
     neighbours = [[rng.integers(0, 256, (64, 64), dtype=np.uint8), rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)]]
-    out = nn_grid.render_nn_grid(samples, neighbours, [[0.1, 0.2]], [True], tmp_path / "m.png", caption="τ ≤ 0.1 —")
-    layout = nn_grid.GridLayout(1, 3, 128)  # longest side 64, x2
+    out = copycheck_grid.render_neighbour_grid(samples, neighbours, [[0.1, 0.2]], [True], tmp_path / "m.png", caption="τ ≤ 0.1 —")
+    layout = copycheck_grid.GridLayout(1, 3, 128)  # longest side 64, x2
     with Image.open(out) as im:
         assert im.size == (layout.width, layout.height)
     with pytest.raises(ValueError, match="distances"):
-        nn_grid.render_nn_grid(samples, neighbours, [[0.1]], [True], tmp_path / "x.png")
+        copycheck_grid.render_neighbour_grid(samples, neighbours, [[0.1]], [True], tmp_path / "x.png")

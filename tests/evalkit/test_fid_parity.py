@@ -3,10 +3,11 @@ import numpy as np
 import pytest
 import torch
 
-from evalkit import api, weights
-from evalkit.resize import pil_bicubic_matrix, resize_pil, resize_torch
+from evalkit import api
+from evalkit.extract import weights
+from evalkit.extract.resize import pil_bicubic_matrix, resize_pil, resize_torch
 from evalkit.sources import open_source
-from evalkit.features import source_features
+from evalkit.extract.features import source_features
 
 
 def _clean_fid_extractor():

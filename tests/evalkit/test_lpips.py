@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from evalkit import lpips as ek_lpips
-from evalkit import weights
+from evalkit.extract import lpips as ek_lpips
+from evalkit.extract import weights
 from evalkit.errors import WeightsError
 
 CPU = torch.device("cpu")

@@ -1,4 +1,4 @@
-"""`evalkit fid RUN_DIR`, `evalkit metrics`, `evalkit sweep`, `evalkit nn` and `evalkit report` on real
+"""`evalkit fid RUN_DIR`, `evalkit metrics`, `evalkit sweep`, `evalkit copycheck` and `evalkit report` on real
 (tiny) training runs and real images: the files and columns they promise, incremental re-runs, and
 the errors for broken run dirs."""
 import csv
@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-import evalkit.features as features_mod
+import evalkit.extract.features as features_mod
 from evalkit import cli
 from evalkit.errors import SourceError
-from evalkit.evaluate import GenerationOptions, evaluate
-from evalkit.report import COLUMNS, ReportOptions, build_report
-from evalkit.runs import fid_over_run
-from evalkit.sweep import truncation_sweep
+from evalkit.reports.evaluate import evaluate
+from evalkit.sources import GenerationOptions
+from evalkit.reports.report import COLUMNS, ReportOptions, build_report
+from evalkit.reports.fid_run import fid_over_run
+from evalkit.reports.sweep import truncation_sweep
 
 CPU = {"device": torch.device("cpu"), "progress": False}
 QUIET = {"log": lambda *a: None}
@@ -66,7 +67,7 @@ def test_run_dir_errors_name_the_fix(tmp_path, tiny_runs):
         ckpt.unlink()
     with pytest.raises(SourceError, match="no complete snapshot"):
         fid_over_run(empty, tmp_path / "out2", gen=GenerationOptions(num_gen=8), **CPU, **QUIET)
-    assert cli.main(["fid", str(tmp_path / "gone")]) == 2
+    assert cli.main(["fid", str(tmp_path / "gone")]) == 1  # a runtime error, with a message
 
 
 def test_metrics_are_computed_from_one_feature_pass_per_source(tiny_runs, avatars32, monkeypatch):
@@ -112,7 +113,7 @@ def test_sweep_files_columns_and_collapse_at_psi_zero(tmp_path, tiny_runs, avata
     assert size == (3 * (tile + pad) + pad, header + 3 * (tile + pad) + pad)
 
 
-def test_nn_command_finds_planted_copies(tmp_path, avatars32, capsys):
+def test_copycheck_command_finds_planted_copies(tmp_path, avatars32, capsys):
     generated = tmp_path / "generated"
     generated.mkdir()
     train_files = sorted(avatars32.glob("*.png"))
@@ -121,23 +122,23 @@ def test_nn_command_finds_planted_copies(tmp_path, avatars32, capsys):
     from gan.avatars import write_avatars
 
     write_avatars(generated / "fresh", 15, seed=99, res=32)
-    out = tmp_path / "nn"
-    assert cli.main(["nn", str(generated), "--train", str(avatars32), "--out", str(out), "--device", "cpu",
+    out = tmp_path / "copycheck"
+    assert cli.main(["copycheck", str(generated), "--train", str(avatars32), "--out", str(out), "--device", "cpu",
                      "--quiet", "--train-queries", "48"]) == 0
     printed = capsys.readouterr().out
     assert "5 of 20 samples look copied — see grid" in printed
-    summary = json.loads((out / "nn.json").read_text())
+    summary = json.loads((out / "copycheck.json").read_text())
     assert summary["n_flagged"] == 5 and "threshold_rule" in summary
     assert summary["authpct"] <= 75.0 and "AuthPct" in printed     # an exact copy is never authentic
-    with open(out / "nn.csv") as f:
+    with open(out / "copycheck.csv") as f:
         flagged = {r["sample"]: r["nn1"] for r in csv.DictReader(f) if r["flagged"] == "1"}
     assert flagged == {f"copy{i}.png": train_files[i].name for i in range(5)}
-    assert (out / "nn_grid.png").stat().st_size > 1000
+    assert (out / "neighbours.png").stat().st_size > 1000
 
 
 def test_report_files_and_columns(tmp_path, tiny_runs, avatars32):
     out = tmp_path / "report"
-    opts = ReportOptions(num_gen=24, sweep_num_gen=16, nn_num_gen=16, psis=(1.0, 0.5), bootstrap=5)
+    opts = ReportOptions(num_gen=24, sweep_num_gen=16, copycheck_num_gen=16, psis=(1.0, 0.5), bootstrap=5)
     build_report([tiny_runs["resnet"], tiny_runs["vit"]], out, opts=opts, **CPU, **QUIET)
     for name in ("report.md", "report.csv", "report.tex", "report.html", "summary.md", "report.json",
                  "fid_vs_kimg.png", "fid_vs_psi.png", "precision_recall.png"):
@@ -159,7 +160,7 @@ def test_report_files_and_columns(tmp_path, tiny_runs, avatars32):
 
 def test_bootstrap_interval_is_centred_on_the_estimate():
     """Duplicates in bootstrap resamples inflate FID; the reported interval is re-centred on the estimate."""
-    from evalkit.evaluate import centred_interval
+    from evalkit.reports.evaluate import centred_interval
 
     draws = np.array([110.0, 112.0, 114.0, 116.0, 118.0])  # all above the estimate, as at small N
     low, high = centred_interval(100.0, draws, confidence=0.5)

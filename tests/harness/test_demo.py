@@ -1,17 +1,17 @@
-"""The README's main job (`evalkit demo`) at its smallest setting: every promised file, the report's
+"""The README's main job (`evalkit demo`, i.e. `harness demo`) at its smallest setting: every promised file, the report's
 columns, the study dir hosted for real and answered in headless Chromium, and a re-run that reuses
 everything instead of starting over."""
 import csv
 import json
 import time
 
-from evalkit import cli
-from evalkit.report import COLUMNS
+from evalkit.reports.report import COLUMNS
+from harness.cli import evalkit_main, main
 
 
 def test_demo_smoke_writes_everything_it_promises(tmp_path, capsys, serve_study, browser, browser_consent):
     out = tmp_path / "demo"
-    assert cli.main(["demo", "--out", str(out), "--preset", "smoke", "--device", "cpu", "--quiet"]) == 0
+    assert evalkit_main(["demo", "--out", str(out), "--preset", "smoke", "--device", "cpu", "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "study-app serve" in printed and "Best checkpoint by FID" in printed
 
@@ -22,8 +22,8 @@ def test_demo_smoke_writes_everything_it_promises(tmp_path, capsys, serve_study,
         assert json.loads((run / "config.json").read_text())["disc"] == disc
         assert len(list((run / "checkpoints").glob("snapshot-*.safetensors"))) == 2
         for name in ("fid/fid.csv", "fid/fid_vs_kimg.png", "sweep/sweep.csv", "sweep/fid_vs_psi.png",
-                     "sweep/precision_recall.png", "sweep/truncation_strip.png", "nn/nn_grid.png", "nn/nn.csv",
-                     "nn/nn.json"):
+                     "sweep/precision_recall.png", "sweep/truncation_strip.png", "copycheck/neighbours.png",
+                     "copycheck/copycheck.csv", "copycheck/copycheck.json"):
             assert (out / disc / name).is_file(), f"{disc}/{name}"
     for name in ("report.md", "report.csv", "report.tex", "report.html", "summary.md", "fid_vs_kimg.png",
                  "fid_vs_psi.png", "precision_recall.png", "demo.json"):
@@ -67,7 +67,7 @@ def test_demo_smoke_writes_everything_it_promises(tmp_path, capsys, serve_study,
 
     # a second run keeps the trained runs, the cached features and the study (which may hold answers)
     (out / "study" / "marker").write_text("answers live here")
-    assert cli.main(["demo", "--out", str(out), "--preset", "smoke", "--device", "cpu", "--quiet"]) == 0
+    assert main(["demo", "--out", str(out), "--preset", "smoke", "--device", "cpu", "--quiet"]) == 0
     again = capsys.readouterr().out
     assert "finished earlier" in again and "left as it is" in again
     assert (out / "study" / "marker").read_text() == "answers live here"

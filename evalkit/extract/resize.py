@@ -15,7 +15,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-RESIZE_MODE = "clean"
 TARGET = 299
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path
-from .home import features_dir
+from harness_base.atomic import atomic_path
+from harness_base.home import features_dir
 
 CACHE_FORMAT = 1
 

@@ -14,14 +14,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__
-from .atomic import write_text_atomic
-from .errors import SourceError
-from .evaluate import GenerationOptions, compute_metrics, feature_set
-from .generated import GeneratorSource, is_checkpoint, is_run_dir, run_training_data
+from gan.api import checkpoint_config, checkpoint_kimg
+
+from harness_base.atomic import write_text_atomic
+
+from .. import __version__
+from ..errors import SourceError
+from ..extract.featureset import feature_set
+from ..sources import GenerationOptions, GeneratorSource, is_checkpoint, is_run_dir
+from ..sources.generator import open_run, run_training_data
+from .evaluate import compute_metrics
+from .fid_run import fid_over_run
 from .plots import fid_vs_kimg, metric_vs_psi, precision_recall
-from .runs import fid_over_run
-from .sweep import THESIS_PSIS, truncation_sweep
+from .sweep import DEFAULT_PSIS, truncation_sweep
 from .tables import write_table
 
 COLUMNS = ["name", "disc", "kimg", "fid", "fid_low", "fid_high", "kid", "kid_std", "precision", "recall",
@@ -37,13 +42,21 @@ HEADERS = {"name": "model", "disc": "D", "kimg": "kimg", "fid": "FID", "fid_low"
 class ReportOptions:
     num_gen: int = 10_000          # samples for the full metrics and the per-snapshot FID
     sweep_num_gen: int = 5_000     # samples per ψ
-    nn_num_gen: int = 1_000        # samples for the copy check
-    psis: tuple = THESIS_PSIS
+    copycheck_num_gen: int = 1_000  # samples for the copy check
+    psis: tuple = DEFAULT_PSIS
     bootstrap: int = 50
     seed: int = 0
     heldout: str | None = None
-    study: str | None = None       # a study dir whose statistics are added to the report
     train_queries: int = 1000      # training images whose leave-one-out neighbours set the copy threshold
+
+
+@dataclass
+class ReportSection:
+    """A section added to the report by a caller above evalkit (e.g. a human study's results)."""
+    title: str
+    text: str                      # plain text, shown preformatted in the HTML page
+    data: dict                     # JSON-ready, stored in report.json under `sections`
+    summary: str | None = None     # a paragraph appended to the written summary
 
 
 def _checkpoint_data(ckpt: Path, data) -> Path:
@@ -51,7 +64,7 @@ def _checkpoint_data(ckpt: Path, data) -> Path:
         return Path(data)
     run_dir = ckpt.parent.parent
     if is_run_dir(run_dir):
-        return run_training_data(run_dir)
+        return run_training_data(open_run(run_dir))
     raise SourceError(f"{ckpt} is not inside a run dir, so its training data is unknown; pass --data DIR.")
 
 
@@ -70,7 +83,7 @@ def analyse_item(spec: str | Path, name: str, data, out: Path, opts: ReportOptio
     folder = out / name
     curve = None
     if is_run_dir(spec):
-        data_path = run_training_data(spec, data)
+        data_path = run_training_data(open_run(spec), data)
         gen = GenerationOptions(num_gen=opts.num_gen, seed=opts.seed)
         run = fid_over_run(spec, folder / "fid", data_path, gen, progress=progress, log=log, device=device,
                            **extraction)
@@ -82,38 +95,31 @@ def analyse_item(spec: str | Path, name: str, data, out: Path, opts: ReportOptio
         raise SourceError(f"{spec} is neither a run dir nor a checkpoint (.safetensors).")
     log(f"[{name}] full metrics for {ckpt.name} against {data_path}")
     real = feature_set(data_path, "real", device=device, progress=progress, **extraction)
-    fake = feature_set(GeneratorSource(ckpt, opts.num_gen, 1.0, opts.seed), "generated", device=device,
-                       progress=progress, **extraction)
+    fake = feature_set(GeneratorSource(ckpt, GenerationOptions(num_gen=opts.num_gen, seed=opts.seed)), "generated",
+                       device=device, progress=progress, **extraction)
     metrics = compute_metrics(real, fake, bootstrap=opts.bootstrap, seed=opts.seed, device=device)
     log(f"[{name}] truncation sweep over psi = {', '.join(f'{p:g}' for p in opts.psis)}")
     sweep = truncation_sweep(ckpt, data_path, opts.psis, GenerationOptions(num_gen=opts.sweep_num_gen, seed=opts.seed),
                              folder / "sweep", real=real, device=device, progress=progress, log=log, **extraction)
     log(f"[{name}] copy check")
-    from .nn import copy_report
+    from .copycheck import copy_report
 
-    nn = copy_report(ckpt, data_path, opts.heldout, GenerationOptions(num_gen=opts.nn_num_gen, seed=opts.seed),
-                     folder / "nn", device=device, train_queries=opts.train_queries, progress=progress, log=log,
+    copies = copy_report(ckpt, data_path, opts.heldout,
+                         GenerationOptions(num_gen=opts.copycheck_num_gen, seed=opts.seed), folder / "copycheck",
+                         device=device, train_queries=opts.train_queries, progress=progress, log=log,
                      **extraction)
-    from gan.checkpoint import read_metadata
-
-    generator_config = read_metadata(ckpt)["config"]
+    generator_config = checkpoint_config(ckpt)
     row = {
-        "name": name, "disc": generator_config.get("disc", "?"), "kimg": _kimg(ckpt),
+        "name": name, "disc": generator_config.get("disc", "?"), "kimg": checkpoint_kimg(ckpt),
         "fid": metrics["fid"], "fid_low": metrics.get("fid_ci", [None, None])[0],
         "fid_high": metrics.get("fid_ci", [None, None])[1], "kid": metrics["kid"], "kid_std": metrics["kid_std"],
         "precision": metrics["precision"], "recall": metrics["recall"], "density": metrics["density"],
         "coverage": metrics["coverage"], "best_psi": sweep["best_psi"], "best_fid": sweep["best_fid"],
-        "copy_score": nn["copy_score"], "authpct": nn["authpct"], "copy_verdict": nn["verdict"],
-        "c_t": nn.get("c_t", {}).get("value"),
+        "copy_score": copies["copy_score"], "authpct": copies["authpct"], "copy_verdict": copies["verdict"],
+        "c_t": copies.get("c_t", {}).get("value"),
     }
     return {"row": row, "checkpoint": str(ckpt), "data": str(data_path), "curve": curve, "metrics": metrics,
-            "sweep": sweep, "nn": nn}
-
-
-def _kimg(ckpt: Path) -> float | None:
-    from gan.checkpoint import kimg_from_name
-
-    return kimg_from_name(ckpt.name)
+            "sweep": sweep, "copycheck": copies}
 
 
 def summarise(items: list[dict], opts: ReportOptions) -> str:
@@ -162,7 +168,7 @@ def _html_table(rows: list[dict], columns: list[str]) -> str:
 
 
 def _html_page(title: str, summary: str, rows: list[dict], figures: list[tuple[str, str]], items: list[dict],
-               study: dict | None) -> str:
+               sections: list[ReportSection]) -> str:
     import re
 
     bold = re.compile(r"[*][*](.+?)[*][*]")
@@ -177,10 +183,8 @@ def _html_page(title: str, summary: str, rows: list[dict], figures: list[tuple[s
         cols = [c for c in ("psi", "fid", "kid", "precision", "recall", "density", "coverage") if c in sweep_rows[0]]
         details += (f"<h3>{html.escape(name)}</h3><p>checkpoint <code>{html.escape(it['checkpoint'])}</code>, "
                     f"data <code>{html.escape(it['data'])}</code></p>" + _html_table(sweep_rows, cols)
-                    + f"<p>{html.escape(it['nn']['threshold_rule'])}</p>")
-    study_html = ""
-    if study:
-        study_html = f"<h2>Human study</h2><pre>{html.escape(study['text'])}</pre>"
+                    + f"<p>{html.escape(it['copycheck']['threshold_rule'])}</p>")
+    sections_html = "".join(f"<h2>{html.escape(s.title)}</h2><pre>{html.escape(s.text)}</pre>" for s in sections)
     css = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
            "table{border-collapse:collapse;margin:1em 0;font-size:14px}th,td{border:1px solid #ccc;padding:4px 8px;"
            "text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}"
@@ -189,12 +193,13 @@ def _html_page(title: str, summary: str, rows: list[dict], figures: list[tuple[s
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{css}</style></head><body><h1>{html.escape(title)}</h1><h2>Summary</h2>{summary_html}"
             f"<h2>Comparison</h2>{_html_table(rows, COLUMNS)}<h2>Figures</h2>{figs}<h2>Per model</h2>{details}"
-            f"{study_html}<p style='color:#777;font-size:12px'>evalkit {__version__}, "
+            f"{sections_html}<p style='color:#777;font-size:12px'>evalkit {__version__}, "
             f"{time.strftime('%Y-%m-%d %H:%M')}</p></body></html>")
 
 
 def build_report(specs: list[str | Path], out_dir: str | Path, data=None, opts: ReportOptions | None = None, *,
-                 device=None, progress: bool = True, log=print, title: str | None = None, **extraction) -> dict:
+                 device=None, progress: bool = True, log=print, title: str | None = None,
+                 sections: list[ReportSection] = (), **extraction) -> dict:
     opts = opts or ReportOptions()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -216,22 +221,18 @@ def build_report(specs: list[str | Path], out_dir: str | Path, data=None, opts: 
         out / "precision_recall.png")))
     for it in items:
         figures.append((f"{it['row']['name']}: samples per ψ (same seeds)", it["sweep"]["files"]["strip"]))
-        figures.append((f"{it['row']['name']}: nearest training images — {it['nn']['verdict']}", it["nn"]["grid"]))
+        figures.append((f"{it['row']['name']}: nearest training images — {it['copycheck']['verdict']}", it["copycheck"]["grid"]))
     summary = summarise(items, opts)
-    study = None
-    if opts.study:
-        from study_app import analyse_study, format_report
-
-        report = analyse_study(opts.study)
-        study = {"text": format_report(report), "data": report.to_dict()}
-        summary += "\n\nHuman study: see the section below."
+    for section in sections:
+        if section.summary:
+            summary += "\n\n" + section.summary
     write_text_atomic(out / "summary.md", f"# {title}\n\n{summary}\n")
     page = out / "report.html"
-    write_text_atomic(page, _html_page(title, summary, rows, figures, items, study))
+    write_text_atomic(page, _html_page(title, summary, rows, figures, items, list(sections)))
     result = {"title": title, "rows": rows, "summary": summary, "files": {**tables, "html": str(page),
               "summary": str(out / "summary.md")}, "figures": {c: str(p) for c, p in figures},
               "items": [{k: it[k] for k in ("checkpoint", "data", "curve")} for it in items],
               "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(opts).items()},
-              "study": study["data"] if study else None}
+              "sections": {s.title: s.data for s in sections}}
     write_text_atomic(out / "report.json", json.dumps(result, indent=2, default=str))
     return result

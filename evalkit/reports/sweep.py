@@ -12,17 +12,21 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import write_text_atomic
-from .evaluate import ALL_METRICS, FeatureSet, GenerationOptions, compute_metrics, feature_set, resolve_source
-from .generated import GeneratorSource
+from harness_base.atomic import write_text_atomic
+
+from ..errors import SourceError
+from ..extract.featureset import FeatureSet, feature_set
+from ..sources import GenerationOptions, GeneratorSource, resolve_source
+from .evaluate import ALL_METRICS, compute_metrics
 from .plots import labelled_strip, metric_vs_psi, precision_recall
 from .tables import write_table
 
-THESIS_PSIS = (1.2, 1.0, 0.7, 0.5, 0.0, -0.5, -1.0)   # the ψ values of the thesis's Figure 5-12
+# From above 1 through 0 to negative ψ, the range StyleGAN's truncation figure spans (Karras et al. 2019, Fig. 8)
+DEFAULT_PSIS = (1.2, 1.0, 0.7, 0.5, 0.0, -0.5, -1.0)
 SWEEP_COLUMNS = ["psi", "fid", "kid", "kid_std", "precision", "recall", "density", "coverage", "num_gen"]
 
 
-def truncation_sweep(checkpoint, data, psis=THESIS_PSIS, gen: GenerationOptions | None = None,
+def truncation_sweep(checkpoint, data, psis=DEFAULT_PSIS, gen: GenerationOptions | None = None,
                      out_dir: str | Path = "sweep", metrics=ALL_METRICS, strip_seeds: int = 6,
                      real: FeatureSet | None = None, device=None, progress: bool = True, log=print,
                      **extraction) -> dict:
@@ -30,11 +34,11 @@ def truncation_sweep(checkpoint, data, psis=THESIS_PSIS, gen: GenerationOptions 
     out = Path(out_dir)
     base = resolve_source(checkpoint, gen)
     if not isinstance(base, GeneratorSource):
-        raise ValueError(f"{checkpoint} is not a checkpoint or run dir; a truncation sweep samples a generator")
+        raise SourceError(f"{checkpoint} is not a checkpoint or run dir; a truncation sweep samples a generator.")
     real = real or feature_set(data, "real", device=device, progress=progress, **extraction)
     rows = []
     for psi in psis:
-        source = GeneratorSource(base.checkpoint, gen.num_gen, psi, gen.seed, gen.noise_mode, gen.truncation_cutoff)
+        source = GeneratorSource(base.checkpoint, gen.replace(psi=psi))
         fake = feature_set(source, f"psi={psi:g}", device=device, progress=progress, **extraction)
         result = compute_metrics(real, fake, metrics, device=device)
         row = {"psi": psi, "num_gen": fake.num, **{k: result[k] for k in SWEEP_COLUMNS[1:-1] if k in result}}

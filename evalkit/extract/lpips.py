@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .errors import WeightsError
+from ..errors import WeightsError
 from .weights import require
 
 LPIPS_ID = "lpips-0.1.4/alex/v0.1"

@@ -1,36 +1,34 @@
-"""Inception features for image sources, computed once and cached.
+"""Features of image and generator sources in any registered feature space, computed once and cached.
 
-Decoding (and on the CPU, the clean resize) runs in DataLoader workers while the main process
-runs the network. On a GPU the resize runs on the device (`resize_torch`, bit-compatible with
-PIL) so the CPU only decodes.
+Decoding (and on the CPU, the extractor's preprocessing, e.g. clean-fid's resize) runs in
+DataLoader workers while the main process runs the network. On a GPU the preprocessing runs on
+the device (for Inception `resize_torch`, bit-compatible with PIL) so the CPU only decodes.
 """
 from __future__ import annotations
 
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 import torch
 
+from harness_base.device import select_device
+
+from ..errors import BadImagesError
+from ..sources import DecodeError, GeneratorSource, ImageSource
 from . import distributed
 from .cache import CachedFeatures, FeatureCache, cache_key
-from .errors import BadImagesError
-from .inception import EXTRACTOR_ID, FEATURE_DIM, load_inception
-from .resize import RESIZE_MODE, resize_pil, resize_torch
-from .generated import GeneratorSource
-from .sources import DecodeError, ImageSource
-from .weights import require
+from .registry import FeatureExtractor, get_extractor, load_extractor
 
 
 def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return select_device("auto")
 
 
-def default_batch_size(device: torch.device) -> int:
-    # Measured on a 2-core CPU: batches of 16 beat 64 (cache-resident activations); GPUs want big batches.
-    return 16 if device.type == "cpu" else 128
+def default_batch_size(device: torch.device, extractor: FeatureExtractor | None = None) -> int:
+    extractor = get_extractor(extractor)
+    return extractor.batch_cpu if device.type == "cpu" else extractor.batch_gpu
 
 
 def default_workers() -> int:
@@ -39,22 +37,11 @@ def default_workers() -> int:
     return max(1, min(8, cpus // 2))
 
 
-@lru_cache(maxsize=4)
-def _extractor(device: str):
-    path, sha = require("inception")
-    return load_inception(path, device), sha
-
-
-def extractor_info() -> dict:
-    _, sha = require("inception")
-    return {"id": EXTRACTOR_ID, "weights_sha256": sha, "dims": FEATURE_DIM, "resize": RESIZE_MODE}
-
-
 class _DecodeDataset(torch.utils.data.Dataset):
-    def __init__(self, source: ImageSource, indices: list[int], resize_here: bool):
+    def __init__(self, source: ImageSource, indices: list[int], preprocess=None):
         self.source = source
         self.indices = indices
-        self.resize_here = resize_here
+        self.preprocess = preprocess   # the extractor's CPU preprocessing, or None to send raw pixels
 
     def __len__(self):
         return len(self.indices)
@@ -66,7 +53,7 @@ class _DecodeDataset(torch.utils.data.Dataset):
         except (DecodeError, OSError) as err:
             return {"index": index, "error": str(err)}
         item = {"index": index, "mode": mode, "size": (image.shape[1], image.shape[0])}
-        item["image"] = resize_pil(image) if self.resize_here else image
+        item["image"] = self.preprocess(image) if self.preprocess is not None else image
         return item
 
 
@@ -85,9 +72,9 @@ class Extraction:
 
     @staticmethod
     def merge(parts: list["Extraction"]) -> "Extraction":
-        """Shards from several ranks -> one extraction in source order."""
+        """Shards from several ranks -> one extraction in source order (`parts` is never empty)."""
         order = [i for p in parts for i in p.order]
-        rows = np.concatenate([p.features for p in parts]) if parts else np.zeros((0, FEATURE_DIM), np.float32)
+        rows = np.concatenate([p.features for p in parts])
         perm = np.argsort(order, kind="stable")
         modes, sizes = Counter(), {}
         for p in parts:
@@ -106,11 +93,13 @@ def _forward(model, batch: torch.Tensor, device: torch.device) -> np.ndarray:
 
 
 @torch.inference_mode()
-def features_of_arrays(arrays, device: torch.device | None = None, batch_size: int | None = None) -> np.ndarray:
+def features_of_arrays(arrays, device: torch.device | None = None, batch_size: int | None = None,
+                       extractor: str | FeatureExtractor | None = None) -> np.ndarray:
     """Features of uint8 image batches (B, H, W, 3) — e.g. streamed from a generator — without files."""
+    ex = get_extractor(extractor)
     device = device or default_device()
-    batch_size = batch_size or default_batch_size(device)
-    model, _ = _extractor(str(device))
+    batch_size = batch_size or default_batch_size(device, ex)
+    model, _ = load_extractor(ex, device)
     out = []
     for batch in arrays:
         batch = np.asarray(batch)
@@ -119,30 +108,32 @@ def features_of_arrays(arrays, device: torch.device | None = None, batch_size: i
         for start in range(0, len(batch), batch_size):
             chunk = batch[start:start + batch_size]
             if device.type == "cpu":
-                resized = torch.from_numpy(np.stack([resize_pil(img) for img in chunk]))
+                prepared = torch.from_numpy(np.stack([ex.preprocess_cpu(img) for img in chunk]))
             else:
-                resized = resize_torch(torch.from_numpy(chunk).to(device).permute(0, 3, 1, 2))
-            out.append(_forward(model, resized, device))
-    return np.concatenate(out) if out else np.zeros((0, FEATURE_DIM), np.float32)
+                prepared = ex.preprocess_torch(torch.from_numpy(chunk).to(device).permute(0, 3, 1, 2))
+            out.append(_forward(model, prepared, device))
+    return np.concatenate(out) if out else np.zeros((0, ex.dims), np.float32)
 
 
 @torch.inference_mode()
 def extract_source(source: ImageSource, device: torch.device | None = None, batch_size: int | None = None,
-                   num_workers: int | None = None, progress: bool = True,
-                   indices: list[int] | None = None) -> Extraction:
+                   num_workers: int | None = None, progress: bool = True, indices: list[int] | None = None,
+                   extractor: str | FeatureExtractor | None = None) -> Extraction:
     """Features of `source` (or of the items at `indices`), decoding in worker processes."""
     from tqdm import tqdm
 
+    ex = get_extractor(extractor)
     device = device or default_device()
-    batch_size = batch_size or default_batch_size(device)
+    batch_size = batch_size or default_batch_size(device, ex)
     indices = list(range(len(source))) if indices is None else indices
-    model, _ = _extractor(str(device))
+    model, _ = load_extractor(ex, device)
     resize_on_cpu = device.type == "cpu"
     workers = default_workers() if num_workers is None else num_workers
     if len(indices) <= batch_size:
         workers = 0  # starting a worker process costs more than decoding one batch
     loader = torch.utils.data.DataLoader(
-        _DecodeDataset(source, indices, resize_here=resize_on_cpu), batch_size=batch_size, shuffle=False,
+        _DecodeDataset(source, indices, ex.preprocess_cpu if resize_on_cpu else None), batch_size=batch_size,
+        shuffle=False,
         num_workers=workers, collate_fn=_collate, pin_memory=device.type == "cuda",
         persistent_workers=False, prefetch_factor=4 if workers else None)
     feats, order, bad = [], [], []
@@ -164,17 +155,23 @@ def extract_source(source: ImageSource, device: torch.device | None = None, batc
                     batch = torch.from_numpy(np.stack([it["image"] for it in good]))
                 else:
                     batch = torch.cat([
-                        resize_torch(torch.from_numpy(it["image"]).to(device).permute(2, 0, 1)[None])
+                        ex.preprocess_torch(torch.from_numpy(it["image"]).to(device).permute(2, 0, 1)[None])
                         for it in good])
                 feats.append(_forward(model, batch, device))
             bar.update(len(items))
-    features = np.concatenate(feats) if feats else np.zeros((0, FEATURE_DIM), np.float32)
+    features = np.concatenate(feats) if feats else np.zeros((0, ex.dims), np.float32)
     return Extraction(features, order, bad, modes, sizes)
 
 
-def _descriptor(source, fingerprint: str, weights_sha: str) -> dict:
-    return {"source_kind": source.kind, "fingerprint": fingerprint, "extractor": EXTRACTOR_ID,
-            "weights_sha256": weights_sha, "resize": RESIZE_MODE}
+def _weights_sha(ex: FeatureExtractor) -> str:
+    from .weights import require
+
+    return require(ex.weights)[1]
+
+
+def _descriptor(source, fingerprint: str, ex: FeatureExtractor, weights_sha: str) -> dict:
+    return {"source_kind": source.kind, "fingerprint": fingerprint, "extractor": ex.id,
+            "weights_sha256": weights_sha, "resize": ex.preprocessing}
 
 
 @dataclass
@@ -192,7 +189,8 @@ class SourceFeatures:
 
 
 def _extract_generated(source: GeneratorSource, device: torch.device | None, batch_size: int | None,
-                       progress: bool, indices: list[int] | None = None) -> Extraction:
+                       progress: bool, indices: list[int] | None = None,
+                       extractor: FeatureExtractor | None = None) -> Extraction:
     from tqdm import tqdm
 
     device = device or default_device()
@@ -204,46 +202,49 @@ def _extract_generated(source: GeneratorSource, device: torch.device | None, bat
             for batch in source.batches(device, batch_size or (64 if device.type == "cuda" else 16), seeds=seeds):
                 yield batch
                 bar.update(len(batch))
-        features = features_of_arrays(counted(), device=device, batch_size=batch_size)
+        features = features_of_arrays(counted(), device=device, batch_size=batch_size, extractor=extractor)
     return Extraction(features, indices, [])
 
 
-def _extract_any(source, device, batch_size, num_workers, progress) -> Extraction:
+def _extract_any(source, device, batch_size, num_workers, progress, ex: FeatureExtractor) -> Extraction:
     """One process, or this rank's shard gathered with the others' under torchrun."""
     device = distributed.rank_device(device)
     indices = distributed.shard_indices(len(source))
     if isinstance(source, GeneratorSource):
-        part = _extract_generated(source, device, batch_size, progress, indices)
+        part = _extract_generated(source, device, batch_size, progress, indices, ex)
     else:
-        part = extract_source(source, device, batch_size, num_workers, progress, indices)
+        part = extract_source(source, device, batch_size, num_workers, progress, indices, ex)
     parts = distributed.gather_shards(part)
     return parts[0] if len(parts) == 1 else Extraction.merge(parts)
 
 
 def source_features(source: ImageSource | GeneratorSource, device: torch.device | None = None,
                     batch_size: int | None = None, num_workers: int | None = None, use_cache: bool = True,
-                    skip_bad: bool = False, progress: bool = True, cache: FeatureCache | None = None) -> SourceFeatures:
+                    skip_bad: bool = False, progress: bool = True, cache: FeatureCache | None = None,
+                    extractor: str | FeatureExtractor | None = None) -> SourceFeatures:
     """Cached features of an image or generator source; unreadable files raise BadImagesError unless
     `skip_bad`. Under torchrun the work is sharded across ranks and every rank gets all features."""
+    ex = get_extractor(extractor)
     cache = cache or FeatureCache()
-    _, weights_sha = require("inception")
-    key = cache_key(_descriptor(source, source.fingerprint(progress), weights_sha))
+    weights_sha = _weights_sha(ex)
+    key = cache_key(_descriptor(source, source.fingerprint(progress), ex, weights_sha))
     entry = cache.load(key) if use_cache and distributed.is_main_process() else None
     entry = distributed.broadcast_from_main(entry)
     from_cache = entry is not None
     if entry is None:
-        ex = _extract_any(source, device, batch_size, num_workers, progress and distributed.is_main_process())
-        names = [source.names[i] for i in ex.order] if isinstance(source, ImageSource) else \
-            [f"seed{source.seeds[i]:06d}" for i in ex.order]
+        done = _extract_any(source, device, batch_size, num_workers, progress and distributed.is_main_process(), ex)
+        names = [source.names[i] for i in done.order] if isinstance(source, ImageSource) else \
+            [f"seed{source.seeds[i]:06d}" for i in done.order]
         meta = {"source": str(source.path), "source_kind": source.kind}
         if isinstance(source, GeneratorSource):
             meta.update(source.params())
         else:
-            meta.update({"modes": dict(ex.modes), "ignored": source.ignored[:20], "num_ignored": len(source.ignored),
-                         "sizes": {k: [c, source.names[i]] for k, (c, i) in ex.sizes.items()}})
-        meta.update({"extractor": EXTRACTOR_ID, "weights_sha256": weights_sha, "resize": RESIZE_MODE})
-        bad = [(source.names[i], reason) for i, reason in ex.bad]
-        entry = CachedFeatures(ex.features, names, bad, meta)
+            meta.update({"modes": dict(done.modes), "ignored": source.ignored[:20],
+                         "num_ignored": len(source.ignored),
+                         "sizes": {k: [c, source.names[i]] for k, (c, i) in done.sizes.items()}})
+        meta.update({"extractor": ex.id, "weights_sha256": weights_sha, "resize": ex.preprocessing})
+        bad = [(source.names[i], reason) for i, reason in done.bad]
+        entry = CachedFeatures(done.features, names, bad, meta)
         if use_cache and distributed.is_main_process():
             cache.save(key, entry)
     if entry.bad and not skip_bad:

@@ -20,7 +20,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .atomic import write_text_atomic
+from harness_base.atomic import write_text_atomic
+from harness_base.errors import HarnessError
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class DemoPreset:
     snapshot_kimg: float
     num_gen: int              # samples per snapshot FID and for the full metrics
     sweep_num_gen: int        # samples per psi
-    nn_num_gen: int
+    copycheck_num_gen: int
     bootstrap: int
     study_fakes: int          # generated images per condition in the study
     trials_per_condition: int
@@ -44,18 +45,17 @@ class DemoPreset:
 PRESETS = {
     # Used by the test suite: every step runs, on a few dozen images, in a few minutes.
     "smoke": DemoPreset(resolution=32, num_train=64, num_heldout=32, kimg=0.032, snapshot_kimg=0.016, num_gen=32,
-                        sweep_num_gen=16, nn_num_gen=16, bootstrap=5, study_fakes=12, trials_per_condition=4,
+                        sweep_num_gen=16, copycheck_num_gen=16, bootstrap=5, study_fakes=12, trials_per_condition=4,
                         gan_preset="smoke", psis=(1.0, 0.5, 0.0)),
-    # The default: a 2-core CPU, under 20 minutes.
     # The default: a 2-core CPU, under 20 minutes. Inception features (~0.045 s per image on 2 cores)
     # dominate: 1200 real + 2 x (4 snapshots x 300 + 7 psi x 150) generated images; the copy check
     # reuses the psi = 1 samples of the sweep.
     "cpu": DemoPreset(resolution=32, num_train=1000, num_heldout=200, kimg=12.0, snapshot_kimg=3.0, num_gen=300,
-                      sweep_num_gen=150, nn_num_gen=150, bootstrap=50, study_fakes=40, trials_per_condition=10,
+                      sweep_num_gen=150, copycheck_num_gen=150, bootstrap=50, study_fakes=40, trials_per_condition=10,
                       gan_preset="cpu-tiny", train_queries=300),
     # A GPU: 64 px, long enough that samples look like faces.
     "gpu": DemoPreset(resolution=64, num_train=5000, num_heldout=1000, kimg=600.0, snapshot_kimg=50.0,
-                      num_gen=10_000, sweep_num_gen=5_000, nn_num_gen=1_000, bootstrap=100, study_fakes=100,
+                      num_gen=10_000, sweep_num_gen=5_000, copycheck_num_gen=1_000, bootstrap=100, study_fakes=100,
                       trials_per_condition=20, gan_preset="gpu"),
 }
 
@@ -97,7 +97,7 @@ def _train(preset: DemoPreset, data: Path, run_dir: Path, disc: str, device, log
     resume = bool(snaps)
     log(f"{run_dir}: {'resuming' if resume else 'training'} {disc} discriminator to {preset.kimg:g} kimg at "
         f"{preset.resolution} px")
-    train(cfg, run_dir, resume=resume, device=device or "auto", progress=progress)
+    train(cfg, run_dir, resume=resume, device=device, progress=progress)
     return run_dir
 
 
@@ -107,7 +107,7 @@ def _write_samples(checkpoint: str, out: Path, n: int, seed: int, device) -> Pat
     from gan.api import load_generator
 
     out.mkdir(parents=True, exist_ok=True)
-    generator = load_generator(checkpoint, device=device or "cpu")
+    generator = load_generator(checkpoint, device=device)
     index = 0
     for batch in generator.images(seeds=range(seed, seed + n)):
         for image in batch:
@@ -118,16 +118,15 @@ def _write_samples(checkpoint: str, out: Path, n: int, seed: int, device) -> Pat
 
 def run_demo(out: str | Path = "results/demo", preset_name: str = "cpu", device=None, log=print,
              progress: bool = True) -> dict:
-    import torch
-
-    from .report import ReportOptions, build_report
+    from evalkit.reports.report import ReportOptions, build_report
+    from harness_base.atomic import check_writable_dir
+    from harness_base.device import select_device
 
     if preset_name not in PRESETS:
-        raise ValueError(f"unknown preset {preset_name!r}; choose one of {', '.join(PRESETS)}")
+        raise HarnessError(f"unknown demo preset {preset_name!r}; choose one of {', '.join(PRESETS)}.")
     preset = PRESETS[preset_name]
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    device = torch.device(device) if device else None
+    out = check_writable_dir(Path(out))
+    device = select_device(device)
     started = time.perf_counter()
     timings = {}
 
@@ -143,14 +142,14 @@ def run_demo(out: str | Path = "results/demo", preset_name: str = "cpu", device=
 
     t0 = time.perf_counter()
     _stage(log, 2, "training one generator per discriminator (ResNet, ViT)")
-    runs = {disc: _train(preset, train_dir, out / "runs" / disc, disc,
-                         device.type if device is not None else None, log, progress) for disc in ("resnet", "vit")}
+    runs = {disc: _train(preset, train_dir, out / "runs" / disc, disc, str(device), log, progress)
+            for disc in ("resnet", "vit")}
     lap("training", t0)
 
     t0 = time.perf_counter()
     _stage(log, 3, "evaluation: FID of every snapshot, then metrics, truncation sweep and copy check of the best; "
                    "the comparison report")
-    opts = ReportOptions(num_gen=preset.num_gen, sweep_num_gen=preset.sweep_num_gen, nn_num_gen=preset.nn_num_gen,
+    opts = ReportOptions(num_gen=preset.num_gen, sweep_num_gen=preset.sweep_num_gen, copycheck_num_gen=preset.copycheck_num_gen,
                          psis=preset.psis, bootstrap=preset.bootstrap, heldout=str(heldout_dir),
                          train_queries=preset.train_queries)
     report = build_report([runs["resnet"], runs["vit"]], out, opts=opts, device=device, progress=progress, log=log,
@@ -177,14 +176,14 @@ def run_demo(out: str | Path = "results/demo", preset_name: str = "cpu", device=
     log(summary)
     total = round(time.perf_counter() - started, 1)
     _stage(log, 6, "done")
-    command = f"STUDY_ADMIN_PASSWORD=change-me {serve_command(study_dir)}"
+    command = f"STUDY_ADMIN_PASSWORD=choose-a-long-password {serve_command(study_dir)}"
     result = {"out": str(out), "preset": preset_name, "settings": {k: (list(v) if isinstance(v, tuple) else v)
                                                                    for k, v in asdict(preset).items()},
               "runs": {k: str(v) for k, v in runs.items()}, "best_checkpoints": best,
               "report": report["files"], "study_dir": str(study_dir), "serve_command": command,
               "timings_s": {**timings, "total": total},
               "best_fid": {row["name"]: row["fid"] for row in report["rows"]},
-              "device": str(device or ("cuda" if torch.cuda.is_available() else "cpu"))}
+              "device": str(device)}
     write_text_atomic(out / "demo.json", json.dumps(result, indent=2))
     log(f"report: {report['files']['html']}")
     log(f"wall time: {total:.0f} s ({', '.join(f'{k} {v:.0f} s' for k, v in timings.items())})")

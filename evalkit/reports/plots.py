@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path
+from harness_base.atomic import atomic_path
 
 
 def _figure():

@@ -5,7 +5,7 @@ import csv
 import io
 from pathlib import Path
 
-from .atomic import write_text_atomic
+from harness_base.atomic import write_text_atomic
 
 FORMATS = {
     "fid": "{:.2f}", "fid_low": "{:.2f}", "fid_high": "{:.2f}", "kid": "{:.5f}", "kid_std": "{:.5f}",

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .atomic import atomic_path
+from harness_base.atomic import atomic_path
 
 FLAG_COLOUR = (220, 0, 0)
 FLAG_ROW_BACKGROUND = (255, 232, 232)
@@ -117,7 +117,7 @@ def _plain(text: str) -> str:
     return text.translate(_PLAIN)
 
 
-def render_nn_grid(samples, neighbours, distances, flags, out_path: str | Path,
+def render_neighbour_grid(samples, neighbours, distances, flags, out_path: str | Path,
                    feature_distances=None, titles: Sequence[str] | None = None,
                    neighbour_titles: Sequence[Sequence[str]] | None = None, caption: str | None = None,
                    distance_name: str = "LPIPS", feature_name: str = "L2", cell: int | None = None) -> Path:

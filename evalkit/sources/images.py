@@ -1,4 +1,4 @@
-"""Image sources: a folder (searched recursively), a zip of images, or a saved statistics file.
+"""Image folders (searched recursively) and zips of images.
 
 Files are matched by extension as clean-fid does ({bmp, jpg, jpeg, pgm, png, ppm, tif, tiff,
 webp, npy}, any case) and read in sorted order. Every image is converted with PIL's
@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import os
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +25,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .atomic import write_text_atomic
-from .errors import SourceError
-from .home import features_dir
+from harness_base.atomic import write_text_atomic
+from harness_base.home import features_dir
 
 IMAGE_EXTENSIONS = {"bmp", "jpg", "jpeg", "pgm", "png", "ppm", "tif", "tiff", "webp", "npy"}
 
@@ -113,7 +113,11 @@ def memoized_content_hash(listing: str, compute) -> str:
         except (ValueError, KeyError):
             pass  # a damaged memo is simply recomputed
     content = compute()
-    write_text_atomic(memo_path, json.dumps({"content": content}))
+    try:
+        write_text_atomic(memo_path, json.dumps({"content": content}))
+    except OSError as err:  # a read-only or full cache only costs re-hashing next time
+        warnings.warn(f"could not remember the content hash in {memo_path.parent} ({err.strerror}); the files "
+                      "will be hashed again next time", RuntimeWarning, stacklevel=2)
     return content
 
 
@@ -138,45 +142,7 @@ def _folder_fingerprint(root: Path, names: list[str], progress: bool) -> str:
     return memoized_content_hash(stat_listing([root / n for n in names], names), compute)
 
 
-@dataclass
-class StatsSource:
-    """Saved statistics (`evalkit stats SRC -o file.npz`, or clean-fid's mu/sigma npz)."""
-    path: Path
-    mu: np.ndarray
-    sigma: np.ndarray
-    num_images: int | None
-    meta: dict
-    features: np.ndarray | None = None
-
-    def describe(self) -> str:
-        n = "?" if self.num_images is None else self.num_images
-        return f"statistics {self.path} ({n} images)"
-
-
-def load_stats_file(path: Path) -> StatsSource:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            keys = set(data.files)
-            if not {"mu", "sigma"} <= keys:
-                raise SourceError(f"{path} is an .npz file without 'mu' and 'sigma' arrays; "
-                                  "write one with `evalkit stats SRC -o FILE.npz`.")
-            mu = data["mu"].astype(np.float64)
-            sigma = data["sigma"].astype(np.float64)
-            meta = json.loads(str(data["meta"])) if "meta" in keys else {}
-            features = data["features"] if "features" in keys else None
-    except SourceError:
-        raise
-    except Exception as err:
-        raise SourceError(f"{path} is not a readable statistics file ({err}).") from None
-    if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
-        raise SourceError(f"{path}: mu has shape {mu.shape} and sigma {sigma.shape}; expected (d,) and (d, d).")
-    num = meta.get("num_images")
-    if num is None and features is not None:
-        num = int(features.shape[0])
-    return StatsSource(path, mu, sigma, num, meta, features)
-
-
-def _list_folder(root: Path) -> tuple[list[str], list[str]]:
+def list_folder(root: Path) -> tuple[list[str], list[str]]:
     images, others = [], []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -186,39 +152,3 @@ def _list_folder(root: Path) -> tuple[list[str], list[str]]:
             rel = os.path.relpath(os.path.join(dirpath, fn), root)
             (images if is_image_name(fn) else others).append(rel)
     return sorted(images), sorted(others)
-
-
-def open_source(spec: str | os.PathLike) -> ImageSource | StatsSource:
-    """Resolve a command-line source argument to an image or statistics source, or explain why not."""
-    path = Path(spec).expanduser()
-    if not path.exists():
-        raise SourceError(f"{path} does not exist. Give an image folder, a .zip of images, or an .npz "
-                          "statistics file.")
-    if path.is_dir():
-        images, others = _list_folder(path)
-        if not images:
-            if not others:
-                raise SourceError(f"{path} is empty. Put the images (png, jpg, webp, ...) in it, in any "
-                                  "sub-folders.")
-            examples = ", ".join(others[:5])
-            raise SourceError(
-                f"No images found in {path} (looked recursively for "
-                f"{', '.join(sorted(IMAGE_EXTENSIONS))}); it holds {len(others)} other file(s) such as "
-                f"{examples}.")
-        return ImageSource("folder", path.resolve(), images, others)
-    suffix = path.suffix.lower()
-    if suffix == ".zip":
-        try:
-            with zipfile.ZipFile(path) as zf:
-                members = [n for n in zf.namelist() if not n.endswith("/")]
-        except zipfile.BadZipFile as err:
-            raise SourceError(f"{path} is not a readable zip file ({err}).") from None
-        images = sorted({m for m in members if is_image_name(m)})
-        others = sorted(m for m in members if not is_image_name(m))
-        if not images:
-            raise SourceError(f"{path} contains no images (members: {', '.join(others[:5]) or 'none'}).")
-        return ImageSource("zip", path.resolve(), images, others)
-    if suffix == ".npz":
-        return load_stats_file(path)
-    raise SourceError(f"{path} is a file with an unsupported type '{suffix}'. Give an image folder, a .zip "
-                      "of images, or an .npz statistics file.")

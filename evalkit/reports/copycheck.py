@@ -1,4 +1,4 @@
-"""`evalkit nn`: is the generator copying its training set?
+"""`evalkit copycheck`: is the generator copying its training set?
 
 For each generated sample: its nearest training images by Inception features, re-ranked with
 LPIPS-AlexNet; a copy score against the training set's own leave-one-out nearest-neighbour
@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import write_text_atomic
-from .errors import SampleSizeError, SourceError
-from .evaluate import GenerationOptions, feature_set, resolve_source
-from .generated import GeneratorSource
-from .sources import ImageSource
+from harness_base.atomic import write_text_atomic
+
+from ..errors import SampleSizeError, SourceError
+from ..extract.featureset import feature_set
+from ..sources import GenerationOptions, GeneratorSource, ImageSource, resolve_source
 
 GRID_ROWS = 16
 
@@ -51,15 +51,16 @@ def _images_of(source, device, size: int | None = None) -> np.ndarray:
     return images
 
 
-def copy_report(generated, train, heldout=None, gen: GenerationOptions | None = None, out_dir: str | Path = "nn",
+def copy_report(generated, train, heldout=None, gen: GenerationOptions | None = None,
+                out_dir: str | Path = "copycheck",
                 *, device=None, candidates: int = 10, keep: int = 3, train_queries: int = 1000, seed: int = 0,
                 rows: int = GRID_ROWS, progress: bool = True, log=print, **extraction) -> dict:
-    """Run the copy check and C_T; write nn_grid.png, nn.csv and nn.json into `out_dir`."""
+    """Run the copy check and C_T; write neighbours.png, copycheck.csv and copycheck.json into `out_dir`."""
     import torch
 
-    from .lpips import pair_distance_fn
-    from .metrics.copying import authenticity, copy_check, data_copying_ct
-    from .nn_grid import render_nn_grid
+    from ..extract.lpips import pair_distance_fn
+    from ..metrics.copying import authenticity, copy_check, data_copying_ct
+    from .copycheck_grid import render_neighbour_grid
 
     device = torch.device(device) if device else None
     extraction = {**extraction, "skip_bad": True}  # unreadable files cannot be neighbours; they are listed
@@ -102,9 +103,9 @@ def copy_report(generated, train, heldout=None, gen: GenerationOptions | None = 
     gen_names = [_short(n) for n in g.names]
     kept_train = t.names
     out.mkdir(parents=True, exist_ok=True)
-    grid = render_nn_grid(
+    grid = render_neighbour_grid(
         gen_images[shown], [[train_images[j] for j in nn.indices[i]] for i in shown], nn.distances[shown],
-        check.flags[shown], out / "nn_grid.png", feature_distances=nn.feature_distances[shown],
+        check.flags[shown], out / "neighbours.png", feature_distances=nn.feature_distances[shown],
         titles=[gen_names[i] for i in shown],
         neighbour_titles=[[_short(kept_train[j]) for j in nn.indices[i]] for i in shown],
         caption=check.verdict)
@@ -119,9 +120,9 @@ def copy_report(generated, train, heldout=None, gen: GenerationOptions | None = 
         for r in range(nn.indices.shape[1]):
             row += [kept_train[nn.indices[i, r]], f"{nn.distances[i, r]:.5f}", f"{nn.feature_distances[i, r]:.4f}"]
         writer.writerow(row)
-    write_text_atomic(out / "nn.csv", buf.getvalue())
-    result.update({"grid": str(grid), "table": str(out / "nn.csv"), "out_dir": str(out)})
-    write_text_atomic(out / "nn.json", json.dumps(result, indent=2))
+    write_text_atomic(out / "copycheck.csv", buf.getvalue())
+    result.update({"grid": str(grid), "table": str(out / "copycheck.csv"), "out_dir": str(out)})
+    write_text_atomic(out / "copycheck.json", json.dumps(result, indent=2))
     return result
 
 

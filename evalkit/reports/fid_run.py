@@ -12,10 +12,12 @@ import io
 import json
 from pathlib import Path
 
-from .atomic import write_text_atomic
-from .evaluate import FeatureSet, GenerationOptions, feature_set, resolve_source
-from .generated import GeneratorSource, run_snapshots, run_training_data
-from .metrics.fid import frechet_distance
+from harness_base.atomic import write_text_atomic
+
+from ..extract.featureset import FeatureSet, feature_set
+from ..metrics.fid import frechet_distance
+from ..sources import GenerationOptions, GeneratorSource, resolve_source
+from ..sources.generator import open_run, run_snapshots, run_training_data
 from .plots import fid_vs_kimg
 
 
@@ -34,15 +36,15 @@ def fid_over_run(run_dir: str | Path, out_dir: str | Path | None = None, data: s
                  gen: GenerationOptions | None = None, real: FeatureSet | None = None, progress: bool = True,
                  log=print, **extraction) -> dict:
     """Evaluate every complete snapshot of `run_dir`; returns the fid.json content."""
-    run_dir = Path(run_dir)
+    run = open_run(run_dir)
+    run_dir = run.path
     gen = gen or GenerationOptions()
-    snapshots = run_snapshots(run_dir)
-    data_path = run_training_data(run_dir, data)
+    snapshots = run_snapshots(run)
+    data_path = run_training_data(run, data)
     out = Path(out_dir) if out_dir else default_out_dir(run_dir)
     data_source = resolve_source(data_path)
     real = real or feature_set(data_source, "training data", progress=progress, **extraction)
-    params = {"num_gen": gen.num_gen, "psi": gen.psi, "seed": gen.seed, "noise_mode": gen.noise_mode,
-              "truncation_cutoff": gen.truncation_cutoff}
+    params = gen.params()
     reference = {"path": str(data_path), "num_images": real.num,
                  "fingerprint": data_source.fingerprint() if hasattr(data_source, "fingerprint") else None}
     previous = _load_previous(out / "fid.json")
@@ -52,7 +54,7 @@ def fid_over_run(run_dir: str | Path, out_dir: str | Path | None = None, data: s
 
     rows, computed = [], 0
     for snap in snapshots:
-        source = GeneratorSource(snap.path, gen.num_gen, gen.psi, gen.seed, gen.noise_mode, gen.truncation_cutoff)
+        source = GeneratorSource(snap.path, gen)
         fingerprint = source.fingerprint()
         if fingerprint in reusable:  # same weights and sampling: the FID cannot have changed
             rows.append({**reusable[fingerprint], "snapshot": snap.path.name, "path": str(snap.path),
@@ -65,7 +67,7 @@ def fid_over_run(run_dir: str | Path, out_dir: str | Path | None = None, data: s
         computed += 1
         log(f"{snap.path.name}: kimg {snap.kimg:g}  FID {value:.3f}")
     best = min(rows, key=lambda r: r["fid"])
-    result = {"run": str(run_dir.resolve()), "reference": reference, "params": params, "snapshots": rows,
+    result = {"run": str(run_dir), "reference": reference, "params": params, "snapshots": rows,
               "best": {k: best[k] for k in ("snapshot", "path", "kimg", "fid")}, "computed": computed,
               "reused": len(rows) - computed}
     out.mkdir(parents=True, exist_ok=True)
@@ -76,7 +78,7 @@ def fid_over_run(run_dir: str | Path, out_dir: str | Path | None = None, data: s
     for r in rows:
         writer.writerow([r["snapshot"], r["kimg"], f"{r['fid']:.6f}", r["num_gen"], int(r is best)])
     write_text_atomic(out / "fid.csv", buf.getvalue())
-    fid_vs_kimg({run_dir.resolve().name: [(r["kimg"], r["fid"]) for r in rows]}, out / "fid_vs_kimg.png",
+    fid_vs_kimg({run.name: [(r["kimg"], r["fid"]) for r in rows]}, out / "fid_vs_kimg.png",
                 title=f"FID vs training data ({real.num} real, {gen.num_gen} generated)")
     result["out_dir"] = str(out)
     return result

@@ -22,9 +22,10 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .atomic import atomic_path
-from .errors import WeightsError
-from .home import weights_dir
+from harness_base.atomic import atomic_path
+from harness_base.home import weights_dir
+
+from ..errors import WeightsError
 
 INSTALL_HINT = "Run `evalkit weights install` (offline alternative: `evalkit weights install --{flag} FILE`)."
 

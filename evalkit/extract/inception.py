@@ -19,7 +19,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 FEATURE_DIM = 2048
-EXTRACTOR_ID = "inception-v3-tf-2015-12-05/pool3"
 BN_EPS = 1e-3
 
 
