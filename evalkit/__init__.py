@@ -12,16 +12,15 @@ The package is layered, each layer importing only those below it:
 
     evalkit.fid(a, b)          FID between two sources (folder, zip, .npz, checkpoint, run dir)
     evalkit.metrics(real, fake)   FID, KID, precision/recall, density/coverage from one feature pass
-                               (the metrics package, callable; `evalkit.evaluate` is the same function)
+                               (the metrics package, made callable; `evalkit.evaluate` is the same)
     evalkit.write_stats(src, "x.npz", include_features=True)
     evalkit.feature_set(src, label)   features and statistics of one source
 """
-from importlib import metadata as _metadata
+import types as _types
 
-try:
-    __version__ = _metadata.version("gan-eval-harness")
-except _metadata.PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0+source"
+from harness_base import __version__
+
+from . import metrics as _metrics_package   # metric functions only: imports nothing heavy
 
 _API = {"fid": "api", "evaluate": "reports.evaluate", "write_stats": "api", "source_stats": "api",
         "feature_set": "extract.featureset", "FeatureSet": "extract.featureset",
@@ -30,11 +29,22 @@ _API = {"fid": "api", "evaluate": "reports.evaluate", "write_stats": "api", "sou
 __all__ = sorted([*_API, "metrics"])
 
 
-def __getattr__(name):  # PEP 562: `import evalkit` stays light; torch loads on first use
-    if name == "metrics":  # the metrics package, callable as the all-metrics API (see its docstring)
-        import importlib
+class _CallableMetricsPackage(_types.ModuleType):
+    """`evalkit.metrics` is the package of metric functions and, called, the all-metrics API
+    (`evalkit.metrics(real, fake)` is `evalkit.api.metrics`). Importing the package binds the
+    attribute, so a function of that name could not be reached; a module whose class defines
+    `__call__` is the data model's way to make a module callable."""
 
-        return importlib.import_module(f"{__name__}.metrics")
+    def __call__(self, real, fake, *args, **kwargs):
+        from .api import metrics
+
+        return metrics(real, fake, *args, **kwargs)
+
+
+_metrics_package.__class__ = _CallableMetricsPackage
+
+
+def __getattr__(name):  # PEP 562: `import evalkit` stays light; torch loads on first use
     if name in _API:
         import importlib
 

@@ -10,7 +10,8 @@ import numpy as np
 
 from harness_base.atomic import atomic_path
 
-from . import __version__
+from harness_base import __version__
+
 from .errors import SourceError
 from .extract import distributed
 from .extract.featureset import FeatureSet, feature_set

@@ -10,7 +10,6 @@ Nothing here runs at import time and nothing downloads unless `install` is calle
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import shutil
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness_base.atomic import atomic_path
+from harness_base.hashing import sha256_file
 from harness_base.home import weights_dir
 
 from ..errors import WeightsError
@@ -102,14 +102,6 @@ WEIGHTS: dict[str, WeightSpec] = {spec.name: spec for spec in (INCEPTION, LPIPS_
 # sha256 of files already verified in this process, keyed by (path, size, mtime): hashing 90 MB
 # costs a few hundred milliseconds, which matters when many commands run in one process.
 _verified: dict[tuple[str, int, int], str] = {}
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _cached_sha256(path: Path) -> str:

@@ -12,7 +12,8 @@ import warnings
 import numpy as np
 import torch
 
-from .. import __version__
+from harness_base import __version__
+
 from ..extract.featureset import FeatureSet, feature_set
 from ..extract.registry import extractor_info
 from ..metrics.fid import check_sample_size, frechet_distance

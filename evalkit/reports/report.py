@@ -18,7 +18,7 @@ from gan.api import checkpoint_config, checkpoint_kimg
 
 from harness_base.atomic import write_text_atomic
 
-from .. import __version__
+from harness_base import __version__
 from ..errors import SourceError
 from ..extract.featureset import feature_set
 from ..sources import GenerationOptions, GeneratorSource, is_checkpoint, is_run_dir

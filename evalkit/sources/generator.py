@@ -12,6 +12,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness_base.hashing import sha256_file
+
 from gan.api import CheckpointError, Run, RunError, is_checkpoint, is_run_dir, load_generator
 
 from ..errors import SourceError
@@ -86,8 +88,6 @@ class GeneratorSource:
         return self.options.params()
 
     def fingerprint(self, progress: bool = False) -> str:
-        from ..extract.weights import sha256_file
-
         weights = memoized_content_hash(stat_listing([self.checkpoint], [self.checkpoint.name]),
                                         lambda: sha256_file(self.checkpoint))
         return hashlib.sha256(f"checkpoint-v1\0{weights}\0{sorted(self.params().items())}".encode()).hexdigest()
