@@ -49,7 +49,7 @@ def fid(a: str | Path, b: str | Path, gen: GenerationOptions | None = None, *, e
         "feature_extractor": {"name": info["name"], "id": info["id"], "weights_sha256": info["weights_sha256"],
                               "dims": info["dims"]},
         "resize": info["resize"],
-        "warnings": sa.notes + sb.notes + [str(w.message) for w in caught],
+        "warnings": list(dict.fromkeys(sa.notes + sb.notes + [str(w.message) for w in caught])),
         "evalkit_version": __version__,
     }
 

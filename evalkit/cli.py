@@ -123,6 +123,9 @@ def _bootstrap_count(text: str) -> int:
     return value
 
 
+_bootstrap_count.valid = "0 (off) or a whole number >= 2"
+_metric_list.valid = "a comma-separated subset of " + ",".join(ALL_METRICS)
+
 # ---------------------------------------------------------------------------------------------
 # Commands
 
@@ -377,9 +380,9 @@ def build_parser(extend=None) -> argparse.ArgumentParser:
         "without writing files).")
     p.add_argument("real")
     p.add_argument("fake")
-    p.add_argument("--metrics", type=_metric_list, default=ALL_METRICS, help="comma-separated subset of fid,kid,pr,dc")
+    p.add_argument("--metrics", type=_metric_list, default=ALL_METRICS, help="which metrics")
     p.add_argument("--bootstrap", type=_bootstrap_count, default=0, metavar="N",
-                   help="FID interval from N bootstrap resamples of both sets (0 = off, else at least 2)")
+                   help="FID interval from N bootstrap resamples of both sets")
     p.add_argument("--kid-subsets", type=positive_int, default=100)
     p.add_argument("--kid-subset-size", type=int_at_least(2), default=1000)
     p.add_argument("--k-pr", type=positive_int, default=3, help="k for precision/recall (Kynkäänniemi et al. 2019)")

@@ -16,6 +16,7 @@ import math
 import os
 import sys
 import traceback
+import warnings
 from typing import Callable
 
 from . import __version__
@@ -35,12 +36,18 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
+        notes = []
+        valid = getattr(action.type, "valid", None)
+        if valid and "valid:" not in text:
+            notes.append(f"valid: {valid}")
         default = action.default
-        if ("default" in text or default in (None, False, argparse.SUPPRESS) or not action.option_strings
+        if not ("default" in text or default is None or default is False or default == argparse.SUPPRESS
+                or not action.option_strings
                 or isinstance(action, (argparse._HelpAction, argparse._VersionAction))):
-            return text
-        shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
-        return f"{text} (default: {shown})" if text else f"(default: {shown})"
+            shown = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default) \
+                if isinstance(default, (list, tuple)) else default
+            notes.append(f"default: {shown}")
+        return f"{text} ({'; '.join(notes)})".strip() if notes else text
 
 
 def _debug_parent() -> argparse.ArgumentParser:
@@ -103,6 +110,7 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
         return value
 
     parse.__name__ = f"integer >= {minimum}"
+    parse.valid = f"a whole number >= {minimum}"
     return parse
 
 
@@ -126,6 +134,7 @@ def float_in(low: float | None = None, high: float | None = None, *, low_open: b
         return value
 
     parse.__name__ = what
+    parse.valid = what[2:]  # "finite number in [0, 1]"
     return parse
 
 
@@ -141,6 +150,9 @@ def float_list(text: str) -> tuple[float, ...]:
     if not parts:
         raise argparse.ArgumentTypeError("an empty list; give comma-separated numbers such as 1,0.7,0.5")
     return tuple(finite_float(p) for p in parts)
+
+
+float_list.valid = "comma-separated finite numbers"
 
 
 def device_spec(text: str) -> str:
@@ -212,6 +224,11 @@ def explain(exc: BaseException, prog: str) -> tuple[str, int]:
             "again with --debug and report the traceback."), EXIT_ERROR
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings reach a person running a command as `warning: ...`, not as source locations."""
+    return f"warning: {message}\n"
+
+
 def _silence_stdout() -> None:
     """After the reader of our output went away: point stdout at /dev/null so the interpreter's
     final flush does not raise BrokenPipeError again (Python docs, "Note on SIGPIPE")."""
@@ -228,6 +245,7 @@ def run(parser: argparse.ArgumentParser, argv=None, *, prog: str | None = None,
     convention above. A command may set `interrupt_note` (text, or a function of args) saying what
     a Ctrl-C keeps and how a rerun continues."""
     prog = prog or parser.prog
+    warnings.formatwarning = _one_line_warning
     args = parser.parse_args(argv)
     debug = bool(getattr(args, "debug", False))
     command = f"{prog} {args.command}" if getattr(args, "command", None) else prog

@@ -10,13 +10,18 @@ import hashlib
 import json
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from harness_base.atomic import atomic_path
-from harness_base.home import features_dir
+from harness_base.home import HOME_ENV, features_dir
+
+
+class CacheWarning(UserWarning):
+    """The feature cache could not be used; results are unaffected."""
 
 CACHE_FORMAT = 1
 
@@ -55,16 +60,27 @@ class FeatureCache:
                     meta=meta,
                 )
         except Exception:
-            path.unlink(missing_ok=True)  # unreadable entry: recompute rather than fail
+            try:
+                path.unlink(missing_ok=True)  # unreadable entry: recompute rather than fail
+            except OSError:
+                pass  # a read-only cache keeps it; it is recomputed every time
             return None
 
-    def save(self, key: str, entry: CachedFeatures) -> Path:
+    def save(self, key: str, entry: CachedFeatures) -> Path | None:
+        """Store an entry; a cache that cannot be written (read-only, full) costs only the reuse:
+        one warning, no error, and nothing half-written is left (the write is atomic)."""
         meta = {**entry.meta, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
         bad = np.array(entry.bad, dtype=str).reshape(-1, 2)
         target = self.path(key)
-        with atomic_path(target, suffix=".npz") as tmp:
-            np.savez(tmp, features=entry.features.astype(np.float32), names=np.array(entry.names, dtype=str),
-                     bad=bad, meta=np.array(json.dumps(meta)))
+        try:
+            with atomic_path(target, suffix=".npz") as tmp:
+                np.savez(tmp, features=entry.features.astype(np.float32), names=np.array(entry.names, dtype=str),
+                         bad=bad, meta=np.array(json.dumps(meta)))
+        except OSError as err:
+            warnings.warn(f"the feature cache in {self.root} cannot be written ({err.strerror or err}); continuing "
+                          f"without it, so these features will be computed again next time. Set {HOME_ENV} to a "
+                          "writable folder with space to keep them.", CacheWarning, stacklevel=2)
+            return None
         return target
 
     def entries(self) -> list[dict]:

@@ -50,7 +50,7 @@ class _DecodeDataset(torch.utils.data.Dataset):
         index = self.indices[i]
         try:
             image, mode = self.source.load(index)
-        except (DecodeError, OSError) as err:
+        except DecodeError as err:
             return {"index": index, "error": str(err)}
         item = {"index": index, "mode": mode, "size": (image.shape[1], image.shape[0])}
         item["image"] = self.preprocess(image) if self.preprocess is not None else image
@@ -227,7 +227,7 @@ def source_features(source: ImageSource | GeneratorSource, device: torch.device 
     ex = get_extractor(extractor)
     cache = cache or FeatureCache()
     weights_sha = _weights_sha(ex)
-    key = cache_key(_descriptor(source, source.fingerprint(progress), ex, weights_sha))
+    key = cache_key(_descriptor(source, source.fingerprint(progress, remember=use_cache), ex, weights_sha))
     entry = cache.load(key) if use_cache and distributed.is_main_process() else None
     entry = distributed.broadcast_from_main(entry)
     from_cache = entry is not None

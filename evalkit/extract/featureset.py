@@ -53,9 +53,21 @@ MODE_NOTES = {"L": "grayscale, replicated", "LA": "grayscale+alpha, alpha droppe
               "CMYK": "CMYK, converted", "I;16": "16-bit, clipped", "I": "32-bit integer", "F": "float"}
 
 
+# Below this side the extractor sees mostly its own upsampling (Inception resizes everything to
+# 299 px): the features describe colour and coarse layout, so FID/KID/P-R say little.
+TINY_SIDE = 16
+
+
 def _image_notes(label: str, meta: dict, source, ex) -> list[str]:
     notes = []
     sizes = meta.get("sizes") or {}
+    tiny = sorted((k for k in sizes if min(int(v) for v in k.split("x")) < TINY_SIDE),
+                  key=lambda k: -sizes[k][0])
+    if tiny:
+        count = sum(sizes[k][0] for k in tiny)
+        notes.append(f"{label}: {count} image(s) are smaller than {TINY_SIDE} px on a side ({', '.join(tiny[:3])}; "
+                     f"e.g. {sizes[tiny[0]][1]}). The {ex.name} extractor upsamples them so far that its features "
+                     "reflect little more than colour; metrics on them are not comparable with published ones.")
     if len(sizes) > 1:
         listed = "; ".join(f"{k}: {v[0]} (e.g. {v[1]})"
                            for k, v in sorted(sizes.items(), key=lambda kv: -kv[1][0])[:5])

@@ -87,9 +87,9 @@ class GeneratorSource:
     def params(self) -> dict:
         return self.options.params()
 
-    def fingerprint(self, progress: bool = False) -> str:
+    def fingerprint(self, progress: bool = False, remember: bool = True) -> str:
         weights = memoized_content_hash(stat_listing([self.checkpoint], [self.checkpoint.name]),
-                                        lambda: sha256_file(self.checkpoint))
+                                        lambda: sha256_file(self.checkpoint), remember)
         return hashlib.sha256(f"checkpoint-v1\0{weights}\0{sorted(self.params().items())}".encode()).hexdigest()
 
     def load(self, device):

@@ -86,12 +86,25 @@ class ImageSource:
         return (self.path / name).read_bytes()
 
     def load(self, i: int) -> tuple[np.ndarray, str]:
-        return decode_image(self.read_bytes(i), self.names[i])
+        return decode_image(self._read_for_decoding(i), self.names[i])
+
+    def _read_for_decoding(self, i: int) -> bytes:
+        """The file's bytes, or a DecodeError naming why it cannot be read (a broken or looping
+        symbolic link, a damaged zip member): such files are reported like undecodable ones."""
+        import zlib
+
+        try:
+            return self.read_bytes(i)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as err:
+            raise DecodeError(f"damaged zip member ({err})") from None
+        except OSError as err:
+            raise DecodeError(unreadable_reason(self.path / self.names[i], err)) from None
 
     def describe(self) -> str:
         return f"{self.kind} {self.path} ({len(self.names)} images)"
 
-    def fingerprint(self, progress: bool = False) -> str:
+    def fingerprint(self, progress: bool = False, remember: bool = True) -> str:
+        """Hash of the content; `remember=False` neither reads nor writes the memo in the cache."""
         if self.kind == "zip":
             digest = hashlib.sha256(b"zip-v1")
             with zipfile.ZipFile(self.path) as zf:
@@ -100,12 +113,25 @@ class ImageSource:
                 info = infos[name]
                 digest.update(f"{name}\0{info.file_size}\0{info.CRC:08x}\n".encode())
             return digest.hexdigest()
-        return _folder_fingerprint(self.path, self.names, progress)
+        return _folder_fingerprint(self.path, self.names, progress, remember)
 
 
-def memoized_content_hash(listing: str, compute) -> str:
+def unreadable_reason(path: Path, err: OSError) -> str:
+    import errno
+
+    if os.path.islink(path):
+        if err.errno == errno.ELOOP:
+            return "symbolic link that leads back to itself (a loop)"
+        return f"broken symbolic link (points to {os.readlink(path)}, which does not exist)"
+    return f"cannot be read ({err.strerror or err})"
+
+
+def memoized_content_hash(listing: str, compute, remember: bool = True) -> str:
     """`compute()` (an expensive content hash), remembered under `listing` (a cheap hash of names,
-    sizes and modification times) so unchanged files are not read again."""
+    sizes and modification times) so unchanged files are not read again. With `remember=False`
+    the cache folder is not touched at all (`--no-cache`)."""
+    if not remember:
+        return compute()
     memo_path = features_dir() / "fingerprints" / f"{listing}.json"
     if memo_path.is_file():
         try:
@@ -124,27 +150,44 @@ def memoized_content_hash(listing: str, compute) -> str:
 def stat_listing(paths: list[Path], names: list[str]) -> str:
     listing = hashlib.sha256(b"listing-v1")
     for path, name in zip(paths, names):
-        st = path.stat()
+        try:
+            st = path.stat()
+        except OSError:  # a broken or looping link: its own entry stands for it
+            st = path.lstat()
+            name = f"{name}\0unreadable"
         listing.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return listing.hexdigest()
 
 
-def _folder_fingerprint(root: Path, names: list[str], progress: bool) -> str:
+def _folder_fingerprint(root: Path, names: list[str], progress: bool, remember: bool = True) -> str:
     def compute() -> str:
         from tqdm import tqdm
 
         content = hashlib.sha256(b"folder-v1")
         for name in tqdm(names, desc=f"hashing {root.name}", unit="file",
                          disable=not progress or len(names) < 2000, leave=False):
-            content.update(name.encode() + b"\0" + hashlib.sha256((root / name).read_bytes()).digest())
+            try:
+                digest = hashlib.sha256((root / name).read_bytes()).digest()
+            except OSError as err:  # reported as an unreadable file when features are extracted
+                digest = f"unreadable {err.errno}".encode()
+            content.update(name.encode() + b"\0" + digest)
         return content.hexdigest()
 
-    return memoized_content_hash(stat_listing([root / n for n in names], names), compute)
+    return memoized_content_hash(stat_listing([root / n for n in names], names), compute, remember)
 
 
 def list_folder(root: Path) -> tuple[list[str], list[str]]:
+    """(image files, other files), relative to `root`, sorted. Sub-folders are searched, symbolic
+    links to folders followed (as glob's `**` does for clean-fid), each real folder once, so a link
+    loop ends; hidden files and folders are skipped."""
     images, others = [], []
-    for dirpath, dirnames, filenames in os.walk(root):
+    seen = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for fn in filenames:
             if fn.startswith("."):

@@ -99,6 +99,11 @@ def test_help_shows_defaults():
                                            "--flag": {"action": "store_true", "help": "a switch"}})
     text = parser._subparsers._group_actions[0].choices["go"].format_help()
     assert "count (default: 7)" in text and "(default: False)" not in text
+    parser = parser_running(lambda a: 0, **{"--n": {"type": cli.positive_int, "default": 7, "help": "count"},
+                                           "--p": {"type": cli.probability, "default": 0.5, "help": "share"}})
+    text = " ".join(parser._subparsers._group_actions[0].choices["go"].format_help().split())
+    assert "count (valid: a whole number >= 1; default: 7)" in text
+    assert "share (valid: finite number in [0, 1]; default: 0.5)" in text
 
 
 def test_broken_pipe_is_quiet(tmp_path):
