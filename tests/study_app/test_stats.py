@@ -52,6 +52,36 @@ def test_intervals_match_statsmodels(k, n):
     assert stats.wilson_interval(k, n) == pytest.approx(proportion_confint(k, n, method="wilson"), abs=1e-9)
 
 
+@pytest.mark.parametrize("n", [1, 2, 12, 40, 312])
+def test_the_kept_formulas_equal_scipys_functions(n):
+    """wilson_interval and two_sided_pvalues are written out for speed (stats/proportions.py says why);
+    they must give what scipy.stats.binomtest gives."""
+    from scipy.stats import binomtest
+
+    from study_app.stats.proportions import two_sided_pvalues
+
+    for level in (0.9, 0.95):
+        for k in range(n + 1):
+            ci = binomtest(k, n).proportion_ci(level, "wilson")
+            assert stats.wilson_interval(k, n, level) == pytest.approx((ci.low, ci.high), abs=1e-14)
+    for p0 in (0.5, 0.45, 0.3):
+        reference = [binomtest(k, n, p0).pvalue for k in range(n + 1)]
+        assert two_sided_pvalues(n, p0) == pytest.approx(reference, rel=1e-12, abs=1e-15)
+
+
+def test_participant_level_tests_agree_with_the_t_distribution():
+    acc = [0.5, 0.6, 0.7, 0.55, 0.65]
+    mean, se, df = np.mean(acc), np.std(acc, ddof=1) / math.sqrt(5), 4
+    from scipy.stats import t
+
+    assert stats.t_test_participants(acc) == pytest.approx(2 * t.sf(abs(mean - 0.5) / se, df), rel=1e-12)
+    tost = max(t.sf((mean - 0.45) / se, df), t.cdf((mean - 0.55) / se, df))
+    assert stats.tost_participants(acc, 0.05) == pytest.approx(tost, rel=1e-12)
+    assert (stats.t_test_participants([0.6] * 4), stats.t_test_participants([0.5] * 4)) == (0.0, 1.0)
+    assert (stats.tost_participants([0.52] * 4, 0.05), stats.tost_participants([0.6] * 4, 0.05)) == (0.0, 1.0)
+    assert math.isnan(stats.t_test_participants([0.5]))
+
+
 @pytest.mark.parametrize("k, n, margin", [(153, 312, 0.05), (500, 1000, 0.05), (520, 1000, 0.03), (10, 12, 0.1)])
 def test_tost_matches_statsmodels(k, n, margin):
     reference = binom_tost(k, n, 0.5 - margin, 0.5 + margin)[0]
