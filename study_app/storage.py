@@ -25,6 +25,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 
+from harness_base.errors import HarnessError
+
 from .planning import SIDES, TRUTHS, Trial
 
 SCHEMA_VERSION = 1
@@ -90,7 +92,7 @@ study_state = sa.Table(
 )
 
 
-class StorageError(Exception):
+class StorageError(HarnessError):
     """Base class: the message is written for the participant or the researcher."""
 
 
