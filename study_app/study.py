@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 from . import export, stats
 from .config import (CONFIG_FILENAME, DEFAULT_DB_FILENAME, MANIFEST_FILENAME, Condition, ConfigError,
                      StudyConfig, apply_overrides, load_config, save_config)
-from .manifest import ImageStore, ManifestError, build_manifest, load_manifest, save_manifest
+from .manifest import ImageStore, build_manifest, load_manifest, save_manifest
 from .planning import assigned_conditions, plan_trials
 from .storage import ParticipantState, StudyStore
 
@@ -220,7 +220,7 @@ def init_study(study_dir: str | Path, real_dir: str | Path, fakes: Sequence[tupl
                                          "real images will repeat within a participant")
         save_manifest(manifest, study_dir)
         save_config(config, study_dir)
-    except (ConfigError, ManifestError, OSError):
+    except BaseException:   # including Ctrl-C: no half-written study is left behind
         if created:
             shutil.rmtree(study_dir, ignore_errors=True)
         raise
