@@ -220,7 +220,7 @@ def cmd_serve(args) -> int:
                     print(f"{prefix}{problem}", file=sys.stderr)
                 return 1
         study.store.dispose()
-    # One dir is passed exactly as before; several are joined with os.pathsep (views/common.py splits them).
+    # One dir is passed as it is; several are joined with os.pathsep (views/common.py splits them).
     env = dict(os.environ, **{STUDY_DIR_ENV: os.pathsep.join(str(path) for path in studies.values())})
     if args.db:
         env[DB_URL_ENV] = args.db

@@ -41,7 +41,7 @@ def test_init_stats_export_round_trip(tmp_path, image_sets, capsys):
     assert len(rows) == 3 * (10 + 1 + 1) and list(rows[0]) == codebook
 
 
-def test_power_command_reproduces_the_thesis_figures(capsys):
+def test_power_command_reproduces_the_small_studys_figures(capsys):
     assert main(["power", "--accuracy", "0.55", "--trials-per-participant", "12", "--observed", "153", "312"]) == 0
     out = capsys.readouterr().out
     assert "786 independent trials = 85 participants x 12" in out

@@ -195,7 +195,7 @@ def test_serve_prints_each_studys_urls_and_passes_every_dir(two_studies, no_serv
     assert env[STUDY_DIR_ENV] == os.pathsep.join([str(a.resolve()), str(b.resolve())])
     assert command[-3:] == ["--", str(a.resolve()), str(b.resolve())] and DB_URL_ENV not in env
 
-    # One dir: the same output and environment as before multi-study hosting.
+    # One dir: links without ?study=, and the dir passed as it is.
     assert main(["serve", str(a), "--port", "8765"]) == 0
     assert capsys.readouterr().out.startswith("Participants: http://localhost:8765/    Admin: http://localhost:8765/admin")
     assert no_server[1][1][STUDY_DIR_ENV] == str(a.resolve())

@@ -1,4 +1,4 @@
-"""Statistics: the thesis numbers, agreement with statsmodels, and recovery of simulated truths."""
+"""Statistics: a small study at chance, agreement with statsmodels and scipy, and recovery of simulated truths."""
 import math
 
 import numpy as np
@@ -10,9 +10,9 @@ from study_app import stats
 from study_app.simulate import simulated_rows
 
 
-# -- the thesis: 26 people x 12 pairs, 49% --------------------------------------------------------------
+# -- a small study at chance: 26 people x 12 pairs, 153 of 312 right (49%) ---------------------------
 
-def test_thesis_result_is_not_evidence_of_indistinguishability():
+def test_a_small_study_at_chance_is_not_evidence_of_indistinguishability():
     k, n = 153, 312
     assert stats.binomial_test(k, n) == pytest.approx(0.78, abs=0.005)
     low, high = stats.clopper_pearson_interval(k, n)
@@ -24,16 +24,16 @@ def test_thesis_result_is_not_evidence_of_indistinguishability():
     assert stats.dprime_2afc(k / n) == pytest.approx(-0.034, abs=0.002)
 
 
-def test_thesis_data_through_the_full_analysis_is_inconclusive():
+def test_the_small_study_through_the_full_analysis_is_inconclusive():
     # 26 participants x 12 main trials, 153 correct in all.
     rng = np.random.default_rng(0)
     correct = np.zeros(312, dtype=bool)
     correct[rng.choice(312, 153, replace=False)] = True
-    rows = [dict(participant=i // 12, participant_status="completed", trial_kind="main", condition="thesis",
+    rows = [dict(participant=i // 12, participant_status="completed", trial_kind="main", condition="small",
                  real_image=f"r{i % 12}", fake_image=f"f{i % 12}", real_side="left" if i % 2 else "right",
                  chosen_side=("left" if i % 2 else "right") if c else ("right" if i % 2 else "left"),
                  correct=bool(c), rt_ms=1000.0) for i, c in enumerate(correct)]
-    report = stats.analyse(rows, conditions=["thesis"], trials_per_participant=12, bootstrap_resamples=2000)
+    report = stats.analyse(rows, conditions=["small"], trials_per_participant=12, bootstrap_resamples=2000)
     res = report.conditions[0]
     assert (res.participants, res.trials, res.correct) == (26, 312, 153)
     assert not res.different and not res.equivalent
