@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness_base.atomic import write_text_atomic
+from harness_base.errors import HarnessError
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised only on Python 3.10
@@ -44,7 +47,7 @@ FIELDS_ADDED_LATER: dict[tuple[str, str], Any] = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(HarnessError, ValueError):
     """The study config is missing, unreadable or has a wrong value; the message names the field."""
 
 
@@ -550,12 +553,4 @@ def save_config(config: StudyConfig, study_dir: str | Path) -> Path:
     # Round-trip before writing: what we write must read back as the same config.
     if config_from_dict(tomllib.loads(text)) != config:  # pragma: no cover - a writer bug
         raise ConfigError("internal error: the config does not survive a TOML round trip")
-    return write_atomic(path, text)
-
-
-def write_atomic(path: Path, text: str) -> Path:
-    """Write via a temporary file and rename, so a reader never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_text_atomic(path, text)

@@ -17,7 +17,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .config import MANIFEST_FILENAME, write_atomic
+from harness_base.atomic import write_text_atomic
+from harness_base.errors import HarnessError
+
+from .config import MANIFEST_FILENAME
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 RESERVED_SET_NAMES = ("real", "attention")
@@ -25,7 +28,7 @@ MANIFEST_VERSION = 1
 ATTENTION_TILES = 4  # a 4x4 tile shuffle of a real image: unmistakably not a real photo or drawing
 
 
-class ManifestError(ValueError):
+class ManifestError(HarnessError, ValueError):
     """Images missing, unreadable, duplicated between sets, or changed since `study-app init`."""
 
 
@@ -248,7 +251,7 @@ def build_manifest(study_dir: str | Path, real_dir: str | Path, fakes: list[tupl
 
 
 def save_manifest(manifest: Manifest, study_dir: str | Path) -> Path:
-    return write_atomic(Path(study_dir) / MANIFEST_FILENAME, manifest.to_json())
+    return write_text_atomic(Path(study_dir) / MANIFEST_FILENAME, manifest.to_json())
 
 
 def load_manifest(study_dir: str | Path) -> Manifest:

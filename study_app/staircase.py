@@ -17,7 +17,7 @@ answers needs storing. The rule:
   has no condition, and its error is a lapse, not a perceptual limit.
 
 Each stored answer of a timed study also keeps the exposure it was shown at
-(responses.target_exposure_ms), so the analysis (study_app.hype_time) reads the thresholds from the
+(responses.target_exposure_ms), so the analysis (study_app.stats.hype_time) reads the thresholds from the
 rows; `levels` recomputes them from the answers alone as a check.
 """
 from __future__ import annotations

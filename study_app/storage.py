@@ -25,6 +25,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 
+from harness_base.errors import HarnessError
+
 from .planning import SIDES, TRUTHS, Trial
 
 SCHEMA_VERSION = 1
@@ -90,7 +92,7 @@ study_state = sa.Table(
 )
 
 
-class StorageError(Exception):
+class StorageError(HarnessError):
     """Base class: the message is written for the participant or the researcher."""
 
 
@@ -476,6 +478,21 @@ class StudyStore:
             "withdrawn": withdrawn,
             "answers": n_answers,
         }
+
+    def participant_rows(self) -> list[dict]:
+        """One dict per participant, in arrival order, without the link token and deletion code
+        (the participants table of `Study.participants`); `conditions` is the list assigned."""
+        query = (sa.select(
+            participants.c.id.label("participant"), participants.c.status.label("participant_status"),
+            participants.c.study_fingerprint, participants.c.conditions, participants.c.n_trials,
+            participants.c.platform_id, participants.c.consented_at, participants.c.started_at,
+            participants.c.completed_at)
+            .order_by(participants.c.id))
+        with self._read() as conn:
+            rows = [dict(r) for r in conn.execute(query).mappings()]
+        for r in rows:
+            r["conditions"] = json.loads(r["conditions"])
+        return rows
 
     def trial_rows(self) -> list[dict]:
         """One dict per stored answer, joined with its participant (export and statistics)."""

@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 from . import export, stats
 from .config import (CONFIG_FILENAME, DEFAULT_DB_FILENAME, MANIFEST_FILENAME, Condition, ConfigError,
                      StudyConfig, apply_overrides, load_config, save_config)
-from .manifest import ImageStore, ManifestError, build_manifest, load_manifest, save_manifest
+from .manifest import ImageStore, build_manifest, load_manifest, save_manifest
 from .planning import assigned_conditions, plan_trials
 from .storage import ParticipantState, StudyStore
 
@@ -130,12 +130,31 @@ class Study:
             target_power=a.target_power, correction=a.correction, mixed_model=a.mixed_model,
             staircase_floor_ms=d.staircase_min_ms if d.staircase else None, seed=d.seed)
 
+    def _excluded(self, trial_rows: list[dict]) -> dict[int, str]:
+        """Participants the pre-declared exclusion rule excludes, with the reason."""
+        a = self.config.analysis
+        return stats.exclusions(trial_rows, min_attention_correct=a.min_attention_correct,
+                                exclude_median_rt_below_ms=a.exclude_median_rt_below_ms)
+
     def export_records(self, include_platform_ids: bool = False) -> list[dict]:
         rows = self.store.trial_rows()
-        a = self.config.analysis
-        excluded = stats.exclusions(rows, min_attention_correct=a.min_attention_correct,
-                                    exclude_median_rt_below_ms=a.exclude_median_rt_below_ms)
-        return export.export_records(rows, excluded, include_platform_ids, design=self.config.design.kind)
+        return export.export_records(rows, self._excluded(rows), include_platform_ids, design=self.config.design.kind)
+
+    def trials(self, include_platform_ids: bool = False):
+        """One row per answered trial as a pandas DataFrame, read from the database: the codebook's
+        columns (export.codebook) with the dtypes of export.COLUMN_TYPES. `export.read_csv` reads the
+        CSV that `study-app export` writes back to the same frame."""
+        return export.to_frame(self.export_records(include_platform_ids),
+                               export.export_columns(include_platform_ids, self.config.design.kind))
+
+    def participants(self, include_platform_ids: bool = False):
+        """One row per participant who consented and has not withdrawn, as a pandas DataFrame:
+        status, assigned conditions, answer counts, main-trial accuracy, times and exclusion
+        (export.PARTICIPANT_CODEBOOK's columns, export.COLUMN_TYPES' dtypes)."""
+        trial_rows = self.store.trial_rows()
+        records = export.participant_records(self.store.participant_rows(), trial_rows, self._excluded(trial_rows),
+                                             include_platform_ids)
+        return export.to_frame(records, export.participant_columns(include_platform_ids))
 
     def export_csv(self, include_platform_ids: bool = False) -> str:
         return export.to_csv(self.export_records(include_platform_ids), include_platform_ids,
@@ -201,7 +220,7 @@ def init_study(study_dir: str | Path, real_dir: str | Path, fakes: Sequence[tupl
                                          "real images will repeat within a participant")
         save_manifest(manifest, study_dir)
         save_config(config, study_dir)
-    except (ConfigError, ManifestError, OSError):
+    except BaseException:   # including Ctrl-C: no half-written study is left behind
         if created:
             shutil.rmtree(study_dir, ignore_errors=True)
         raise

@@ -21,7 +21,7 @@ def study_dirs() -> list[Path]:
     `streamlit run app.py -- STUDY_DIR [STUDY_DIR ...]` works too."""
     value = os.environ.get(STUDY_DIR_ENV)
     if value:
-        # A single existing dir is taken whole, as before, even if its path contains os.pathsep.
+        # A single existing dir is taken whole, even if its path contains os.pathsep.
         values = [value] if Path(value).is_dir() else value.split(os.pathsep)
     else:
         values = [a for a in sys.argv[1:] if not a.startswith("-")]

@@ -1,5 +1,10 @@
 """`study-app` command line and the Python API other packages call."""
 import csv
+import json
+import os
+import shlex
+import subprocess
+import sys
 
 import pytest
 
@@ -36,7 +41,7 @@ def test_init_stats_export_round_trip(tmp_path, image_sets, capsys):
     assert len(rows) == 3 * (10 + 1 + 1) and list(rows[0]) == codebook
 
 
-def test_power_command_reproduces_the_thesis_figures(capsys):
+def test_power_command_reproduces_the_small_studys_figures(capsys):
     assert main(["power", "--accuracy", "0.55", "--trials-per-participant", "12", "--observed", "153", "312"]) == 0
     out = capsys.readouterr().out
     assert "786 independent trials = 85 participants x 12" in out
@@ -46,13 +51,134 @@ def test_power_command_reproduces_the_thesis_figures(capsys):
 def test_bad_input_gets_a_clear_error(tmp_path, image_sets, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert main(["init", str(tmp_path / "s"), "--real", str(empty), "--fake", str(image_sets["A"])]) == 2
+    assert main(["init", str(tmp_path / "s"), "--real", str(empty), "--fake", str(image_sets["A"])]) == 1
     assert "no images found" in capsys.readouterr().err
-    with pytest.raises(SystemExit, match="--label"):
-        main(["init", str(tmp_path / "s"), "--real", str(image_sets["real"]), "--fake", str(image_sets["A"]),
-              "--label", "a", "--label", "b"])
-    assert main(["stats", str(tmp_path / "nowhere")]) == 2
-    assert "study-app init" in capsys.readouterr().err
+    assert main(["init", str(tmp_path / "s"), "--real", str(image_sets["real"]), "--fake", str(image_sets["A"]),
+                 "--label", "a", "--label", "b"]) == 2                  # a usage error, found before any work
+    assert "--label" in capsys.readouterr().err and not (tmp_path / "s").exists()
+    assert main(["stats", str(tmp_path / "nowhere")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("study-app stats: error: ") and "study-app init" in err
+    assert "Traceback" not in err and err.count("\n") == 1
+    assert main(["--debug", "stats", str(tmp_path / "nowhere")]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A folder no one can write in: a read-only tmpfs when running as root (root ignores file
+    permissions), else a folder without write permission."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs: {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+def test_a_read_only_folder_gets_a_message_and_nothing_is_left(read_only_dir, image_sets, make_study, capsys):
+    study_dir = read_only_dir / "st"
+    assert main(["init", str(study_dir), "--real", str(image_sets["real"]), "--fake", str(image_sets["A"])]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("study-app init: error: cannot write ") and str(study_dir) in err
+    assert "Choose a folder you can write to" in err and "Traceback" not in err and err.count("\n") == 1
+    assert not study_dir.exists()
+    assert main(["export", str(make_study()), "--out", str(read_only_dir / "out" / "trials.csv")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("study-app export: error: cannot write ") and "Traceback" not in err
+    assert list(read_only_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["power", "--alpha", "0.7"], "0.7 is out of range: a finite number in (0, 0.5) is needed"),
+    (["power", "--accuracy", "nan"], "not a finite number"),
+    (["power", "--trials-per-participant", "0"], "a whole number >= 1 is needed"),
+    (["power", "--observed", "12", "-3"], "a whole number >= 0 is needed"),
+    (["serve", "s", "--port", "70000"], "a port number in [1, 65535] is needed"),
+    (["init", "s", "--real", "r", "--fake", "f", "--trials", "0"], "a whole number >= 1 is needed"),
+    (["init", "s", "--real", "r", "--fake", "f", "--margin", "0.5"], "in (0, 0.5) is needed"),
+])
+def test_out_of_range_options_are_usage_errors_before_any_work(argv, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2 and message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_observed_counts_are_checked_before_any_work(capsys):
+    assert main(["power", "--observed", "13", "12"]) == 2
+    assert "0 <= CORRECT <= TRIALS" in capsys.readouterr().err
+
+
+def test_help_shows_defaults_and_version(capsys):
+    for argv in (["--version"], ["power", "--help"], ["init", "--help"]):
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        assert stop.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())     # help lines wrap at the terminal's width
+    assert out.startswith("study-app ")
+    assert "target power (default: 0.8)" in out and "(default: 0.027)" in out
+    assert "(default: 20)" in out and "(default: a random one" in out
+
+
+def test_a_database_error_is_one_paragraph(make_study, capsys):
+    assert main(["stats", str(make_study()), "--db", "nosuchdriver://x/y"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("study-app stats: error: the response database cannot be used (NoSuchModuleError")
+    assert "Check --db or storage.database_url" in err and err.count("\n") == 1
+
+
+def test_every_command_that_prints_a_result_has_json(tmp_path, image_sets, capsys):
+    study_dir = tmp_path / "study"
+    assert main(["init", str(study_dir), "--real", str(image_sets["real"]), "--fake", str(image_sets["A"]),
+                 "--label", "A", "--trials", "3", "--json"]) == 0
+    created = json.loads(capsys.readouterr().out)
+    assert created["study_dir"] == str(study_dir) and created["fake_images"] == {"A": 16}
+    assert created["serve_command"].startswith("study-app serve ")
+    study = Study(study_dir)
+    state = study.new_participant()
+    for trial in state.plan:
+        study.store.record_answer(state.token, trial.index, trial.real_side)
+
+    def run(*argv):
+        code = main([*argv, "--json"])
+        return code, json.loads(capsys.readouterr().out)
+
+    assert run("check", str(study_dir)) == (0, {"images": len(study.manifest.images), "problems": [],
+                                                "warnings": study.manifest.warnings, "database": study.store.counts()})
+    out = tmp_path / "trials.csv"
+    assert run("export", str(study_dir), "--out", str(out)) == (
+        0, {"rows": len(state.plan), "csv": str(out), "codebook": str(tmp_path / "trials_codebook.csv")})
+    assert run("close", str(study_dir)) == (0, {"open": False})
+    assert run("open", str(study_dir)) == (0, {"open": True})
+    code, plan = run("power", "--accuracy", "0.55", "--trials-per-participant", "12", "--observed", "153", "312")
+    assert code == 0 and plan["plan"]["participants_to_detect"] == 85
+    assert plan["observed"]["ci_exact"] == pytest.approx([0.434, 0.547], abs=5e-4)
+    assert run("withdraw", str(study_dir), state.deletion_code) == (0, {"deleted": True})
+    assert run("withdraw", str(study_dir), state.deletion_code) == (1, {"deleted": False})
+
+
+def test_the_command_line_loads_no_heavy_library_and_a_closed_pipe_is_quiet():
+    # `study-app --help` stays fast because building the parser imports neither scipy, SQLAlchemy,
+    # pandas nor Streamlit (study_app/__init__.py loads its names on first use).
+    probe = ("import sys, study_app.cli as c; c.build_parser(); "
+             "print(sorted(m for m in ('scipy', 'sqlalchemy', 'pandas', 'streamlit', 'numpy') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+    # The reader (`true`) is gone long before the command writes: it exits 141, silently.
+    command = f"{shlex.quote(sys.executable)} -m study_app.cli power --json | true; echo ${{PIPESTATUS[0]}}"
+    result = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
+    assert result.stdout == "141\n" and result.stderr == ""
 
 
 def test_check_open_close_withdraw_and_serve_refuses_a_tampered_study(make_study, capsys):

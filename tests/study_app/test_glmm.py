@@ -1,4 +1,4 @@
-"""The crossed-effects logistic GLMM (study_app.glmm) and the choice of multiple-comparison correction."""
+"""The crossed-effects logistic GLMM (study_app.stats.glmm) and the choice of multiple-comparison correction."""
 import math
 import warnings
 
@@ -9,7 +9,7 @@ from statsmodels.stats.multitest import multipletests
 
 from study_app import ConfigError, Study, stats
 from study_app.config import StudyConfig, config_from_dict, dump_config
-from study_app.glmm import MixedModelError, fit_crossed_logistic
+from study_app.stats.glmm import MixedModelError, fit_crossed_logistic
 
 try:
     import tomllib

@@ -175,11 +175,11 @@ def no_server(monkeypatch):
     """Replace the `streamlit run` subprocess: record its command and environment instead."""
     calls = []
 
-    def call(command, env=None):
+    def run_server(command, env=None):
         calls.append((command, env))
         return 0
 
-    monkeypatch.setattr("study_app.cli.subprocess.call", call)
+    monkeypatch.setattr("study_app.cli._run_server", run_server)
     return calls
 
 
@@ -195,7 +195,7 @@ def test_serve_prints_each_studys_urls_and_passes_every_dir(two_studies, no_serv
     assert env[STUDY_DIR_ENV] == os.pathsep.join([str(a.resolve()), str(b.resolve())])
     assert command[-3:] == ["--", str(a.resolve()), str(b.resolve())] and DB_URL_ENV not in env
 
-    # One dir: the same output and environment as before multi-study hosting.
+    # One dir: links without ?study=, and the dir passed as it is.
     assert main(["serve", str(a), "--port", "8765"]) == 0
     assert capsys.readouterr().out.startswith("Participants: http://localhost:8765/    Admin: http://localhost:8765/admin")
     assert no_server[1][1][STUDY_DIR_ENV] == str(a.resolve())
@@ -204,11 +204,11 @@ def test_serve_prints_each_studys_urls_and_passes_every_dir(two_studies, no_serv
 def test_serve_refuses_two_studies_with_one_name(two_studies, tmp_path, no_server, capsys):
     a, _ = two_studies
     twin = shutil.copytree(a, tmp_path / "elsewhere" / a.name)
-    assert main(["serve", str(a), str(twin), "--port", "8765"]) == 2
+    assert main(["serve", str(a), str(twin), "--port", "8765"]) == 1
     err = capsys.readouterr().err
     assert f"two studies are named '{a.name}'" in err and str(a.resolve()) in err and str(twin.resolve()) in err
     assert "rename one" in err
-    assert main(["serve", str(a), str(a), "--port", "8765"]) == 2
+    assert main(["serve", str(a), str(a), "--port", "8765"]) == 1
     assert "given twice" in capsys.readouterr().err
     assert no_server == []
 
@@ -216,12 +216,12 @@ def test_serve_refuses_two_studies_with_one_name(two_studies, tmp_path, no_serve
 def test_serve_refuses_one_db_override_for_several_studies(two_studies, no_server, capsys, monkeypatch):
     a, b = two_studies
     shared = f"sqlite:///{a.parent / 'shared.sqlite'}"
-    assert main(["serve", str(a), str(b), "--db", shared]) == 2
+    assert main(["serve", str(a), str(b), "--db", shared]) == 1
     err = capsys.readouterr().err
     assert "--db cannot be used with several studies: each study needs its own database" in err
     assert "storage.database_url" in err
     monkeypatch.setenv(DB_URL_ENV, shared)
-    assert main(["serve", str(a), str(b)]) == 2
+    assert main(["serve", str(a), str(b)]) == 1
     assert f"{DB_URL_ENV} cannot be used with several studies" in capsys.readouterr().err
     assert no_server == [] and not (a.parent / "shared.sqlite").exists()
     assert not (a / "responses.sqlite").exists() and not (b / "responses.sqlite").exists()   # refused before creating
@@ -239,7 +239,7 @@ def test_serve_refuses_two_studies_configured_with_one_database(two_studies, no_
         config = load_config(study_dir)
         config.storage.database_url = url
         save_config(config, study_dir)
-    assert main(["serve", str(a), str(b), "--port", "8765"]) == 2
+    assert main(["serve", str(a), str(b), "--port", "8765"]) == 1
     err = capsys.readouterr().err
     assert f"studies '{a.name}' and '{b.name}' use the same database" in err and str(shared) in err
     assert "give one of them another storage.database_url" in err

@@ -9,7 +9,7 @@ from study_app import Study
 from study_app.config import (FIELDS_ADDED_LATER, Condition, ConfigError, Design, StudyConfig, config_from_dict,
                               dump_config, load_config)
 from study_app.export import CODEBOOK, SINGLE_CODEBOOK
-from study_app.hype_time import format_hype_time, hype_time, modal_exposure, staircase_mismatches
+from study_app.stats.hype_time import format_hype_time, hype_time, modal_exposure, staircase_mismatches
 from study_app.planning import Trial
 from study_app.simulate import AppSession, run_concurrently
 from study_app.stats import format_report

@@ -1,4 +1,4 @@
-"""Statistics: the thesis numbers, agreement with statsmodels, and recovery of simulated truths."""
+"""Statistics: a small study at chance, agreement with statsmodels and scipy, and recovery of simulated truths."""
 import math
 
 import numpy as np
@@ -10,9 +10,9 @@ from study_app import stats
 from study_app.simulate import simulated_rows
 
 
-# -- the thesis: 26 people x 12 pairs, 49% --------------------------------------------------------------
+# -- a small study at chance: 26 people x 12 pairs, 153 of 312 right (49%) ---------------------------
 
-def test_thesis_result_is_not_evidence_of_indistinguishability():
+def test_a_small_study_at_chance_is_not_evidence_of_indistinguishability():
     k, n = 153, 312
     assert stats.binomial_test(k, n) == pytest.approx(0.78, abs=0.005)
     low, high = stats.clopper_pearson_interval(k, n)
@@ -24,16 +24,16 @@ def test_thesis_result_is_not_evidence_of_indistinguishability():
     assert stats.dprime_2afc(k / n) == pytest.approx(-0.034, abs=0.002)
 
 
-def test_thesis_data_through_the_full_analysis_is_inconclusive():
+def test_the_small_study_through_the_full_analysis_is_inconclusive():
     # 26 participants x 12 main trials, 153 correct in all.
     rng = np.random.default_rng(0)
     correct = np.zeros(312, dtype=bool)
     correct[rng.choice(312, 153, replace=False)] = True
-    rows = [dict(participant=i // 12, participant_status="completed", trial_kind="main", condition="thesis",
+    rows = [dict(participant=i // 12, participant_status="completed", trial_kind="main", condition="small",
                  real_image=f"r{i % 12}", fake_image=f"f{i % 12}", real_side="left" if i % 2 else "right",
                  chosen_side=("left" if i % 2 else "right") if c else ("right" if i % 2 else "left"),
                  correct=bool(c), rt_ms=1000.0) for i, c in enumerate(correct)]
-    report = stats.analyse(rows, conditions=["thesis"], trials_per_participant=12, bootstrap_resamples=2000)
+    report = stats.analyse(rows, conditions=["small"], trials_per_participant=12, bootstrap_resamples=2000)
     res = report.conditions[0]
     assert (res.participants, res.trials, res.correct) == (26, 312, 153)
     assert not res.different and not res.equivalent
@@ -50,6 +50,36 @@ def test_thesis_data_through_the_full_analysis_is_inconclusive():
 def test_intervals_match_statsmodels(k, n):
     assert stats.clopper_pearson_interval(k, n) == pytest.approx(proportion_confint(k, n, method="beta"), abs=1e-9)
     assert stats.wilson_interval(k, n) == pytest.approx(proportion_confint(k, n, method="wilson"), abs=1e-9)
+
+
+@pytest.mark.parametrize("n", [1, 2, 12, 40, 312])
+def test_the_kept_formulas_equal_scipys_functions(n):
+    """wilson_interval and two_sided_pvalues are written out for speed (stats/proportions.py says why);
+    they must give what scipy.stats.binomtest gives."""
+    from scipy.stats import binomtest
+
+    from study_app.stats.proportions import two_sided_pvalues
+
+    for level in (0.9, 0.95):
+        for k in range(n + 1):
+            ci = binomtest(k, n).proportion_ci(level, "wilson")
+            assert stats.wilson_interval(k, n, level) == pytest.approx((ci.low, ci.high), abs=1e-14)
+    for p0 in (0.5, 0.45, 0.3):
+        reference = [binomtest(k, n, p0).pvalue for k in range(n + 1)]
+        assert two_sided_pvalues(n, p0) == pytest.approx(reference, rel=1e-12, abs=1e-15)
+
+
+def test_participant_level_tests_agree_with_the_t_distribution():
+    acc = [0.5, 0.6, 0.7, 0.55, 0.65]
+    mean, se, df = np.mean(acc), np.std(acc, ddof=1) / math.sqrt(5), 4
+    from scipy.stats import t
+
+    assert stats.t_test_participants(acc) == pytest.approx(2 * t.sf(abs(mean - 0.5) / se, df), rel=1e-12)
+    tost = max(t.sf((mean - 0.45) / se, df), t.cdf((mean - 0.55) / se, df))
+    assert stats.tost_participants(acc, 0.05) == pytest.approx(tost, rel=1e-12)
+    assert (stats.t_test_participants([0.6] * 4), stats.t_test_participants([0.5] * 4)) == (0.0, 1.0)
+    assert (stats.tost_participants([0.52] * 4, 0.05), stats.tost_participants([0.6] * 4, 0.05)) == (0.0, 1.0)
+    assert math.isnan(stats.t_test_participants([0.5]))
 
 
 @pytest.mark.parametrize("k, n, margin", [(153, 312, 0.05), (500, 1000, 0.05), (520, 1000, 0.03), (10, 12, 0.1)])

@@ -10,7 +10,7 @@ a condition at the floor (staircase_min_ms) was easy to tell apart even at the s
 
 Only rows that carry a target exposure count, so a study without the staircase (or answers given
 before it was switched on) yields no thresholds. Pure functions of the trial rows
-(StudyStore.trial_rows); `stats` reports them.
+(StudyStore.trial_rows); `analysis.analyse` adds them to the report.
 """
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ from typing import Collection, Iterable, Sequence
 
 import numpy as np
 
-from . import stats as _stats
-from .config import Design
-from .staircase import next_exposure, stored_answers
+from ..config import Design
+from ..staircase import next_exposure, stored_answers
+from .resampling import bootstrap_ratio
 
 
 @dataclass(frozen=True)
@@ -68,12 +68,8 @@ def hype_time(rows: Iterable[dict], conditions: Sequence[str], *, excluded: Coll
         exposures = per[label]
         thresholds = {pid: modal_exposure(values) for pid, values in sorted(exposures.items())}
         t = np.array(list(thresholds.values()), dtype=float)
-        if t.size:
-            sums = _stats.bootstrap_sums([t, np.ones_like(t)], resamples=resamples, seed=seed)
-            ci = _stats.percentile_interval(sums[:, 0] / sums[:, 1], level)
-            mean, median = float(t.mean()), float(np.median(t))
-        else:
-            ci, mean, median = (math.nan, math.nan), math.nan, math.nan
+        ci = bootstrap_ratio(t, np.ones_like(t), resamples=resamples, level=level, seed=seed)
+        mean, median = (float(t.mean()), float(np.median(t))) if t.size else (math.nan, math.nan)
         results.append(HypeTimeResult(
             condition=label, participants=len(thresholds), trials=sum(len(v) for v in exposures.values()),
             mean_threshold_ms=mean, ci_bootstrap=ci, median_threshold_ms=median,
