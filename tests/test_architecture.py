@@ -144,6 +144,15 @@ def test_the_checks_catch_what_they_are_for():
     assert cycles(bad) == [["a", "b", "c"]]
 
 
+def test_the_study_stats_package_imports_downwards(graph):
+    """Only the package re-exports the analysis; the statistical primitives import nothing of study_app."""
+    assert {n for n, targets in graph.items() if "study_app.stats.analysis" in targets} == {"study_app.stats"}
+    assert {n for n, targets in graph.items() if "study_app.stats.text" in targets} == {
+        "study_app.stats", "study_app.stats.analysis"}
+    for module in ("proportions", "clustering", "resampling", "sdt", "multiple", "glmm"):
+        assert not {t for t in graph[f"study_app.stats.{module}"] if t.startswith("study_app")}, module
+
+
 def test_readme_architecture_names_every_package_and_wing():
     text = (ROOT / "README.md").read_text()
     section = re.search(r"^## Architecture\n(.*?)(?=^## )", text, re.S | re.M)
