@@ -19,7 +19,6 @@ import traceback
 import warnings
 from typing import Callable
 
-from . import __version__
 from .errors import HarnessError
 from .home import HOME_ENV, harness_home
 
@@ -58,12 +57,25 @@ def _debug_parent() -> argparse.ArgumentParser:
     return parent
 
 
+class _VersionAction(argparse.Action):
+    """--version, reading the installed version only when asked."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from . import __version__
+
+        print(f"{parser.prog} {__version__}")
+        parser.exit()
+
+
 def new_parser(prog: str, description: str | None) -> tuple[argparse.ArgumentParser, Callable]:
     """The main parser (with --version and --debug) and `add_command(name, help, description)`,
     which adds a sub-command that takes --debug too and shows defaults in its help."""
     parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter,
                                      parents=[_debug_parent()])
-    parser.add_argument("--version", action="version", version=f"{prog} {__version__}")
+    parser.add_argument("--version", action=_VersionAction, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add_command(name: str, help: str, description: str | None = None, **kwargs) -> argparse.ArgumentParser:
