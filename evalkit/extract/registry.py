@@ -12,6 +12,7 @@ both return what the network's `forward` takes.
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -35,6 +36,7 @@ class FeatureExtractor:
     preprocess_torch: Callable    # uint8/float (N, 3, H, W) tensor on the device -> float32 (N, 3, S, S)
     batch_cpu: int = 16           # default batch sizes (measured: 16 beats 64 for Inception on a 2-core CPU)
     batch_gpu: int = 128
+    fd_name: str = "FID"          # what the Fréchet distance in this feature space is called
 
 
 EXTRACTORS: dict[str, FeatureExtractor] = {}
@@ -61,7 +63,8 @@ def extractor_info(name: str | FeatureExtractor | None = None) -> dict:
 
     ex = get_extractor(name)
     _, sha = require(ex.weights)
-    return {"name": ex.name, "id": ex.id, "weights_sha256": sha, "dims": ex.dims, "resize": ex.preprocessing}
+    return {"name": ex.name, "id": ex.id, "weights_sha256": sha, "dims": ex.dims, "resize": ex.preprocessing,
+            "fd_name": ex.fd_name}
 
 
 @lru_cache(maxsize=8)
@@ -82,28 +85,39 @@ def extractor_names() -> list[str]:
     return sorted(EXTRACTORS)
 
 
-# Inception-v3 pool3 as clean-fid computes FID/KID (Parmar et al. 2022): the networks and
-# preprocessing are imported only when used, so that listing the extractors (e.g. for --help)
-# does not load torch.
-def _load_inception(path, device):
-    from .inception import load_inception
+@dataclass(frozen=True)
+class _Lazy:
+    """A function of one of the extract modules, imported when first called, so that listing the
+    extractors (e.g. for --help) does not load torch. Picklable, for DataLoader workers."""
+    module: str
+    attr: str
 
-    return load_inception(path, device)
-
-
-def _clean_resize_cpu(image):
-    from .resize import resize_pil
-
-    return resize_pil(image)
+    def __call__(self, *args):
+        return getattr(importlib.import_module(self.module, __package__), self.attr)(*args)
 
 
-def _clean_resize_torch(images):
-    from .resize import resize_torch
-
-    return resize_torch(images)
-
-
+# Inception-v3 pool3 as clean-fid computes FID/KID (Parmar et al. 2022).
 INCEPTION = register(FeatureExtractor(
     name="inception", id="inception-v3-tf-2015-12-05/pool3", dims=2048, weights="inception", preprocessing="clean",
     description="Inception-v3 (TF 2015-12-05) pool3 with clean-fid's resize: FID/KID as clean-fid computes them",
-    build=_load_inception, preprocess_cpu=_clean_resize_cpu, preprocess_torch=_clean_resize_torch))
+    build=_Lazy(".inception", "load_inception"), preprocess_cpu=_Lazy(".resize", "resize_pil"),
+    preprocess_torch=_Lazy(".resize", "resize_torch")))
+
+# DINOv2 ViT-L/14 CLS features as dgm-eval computes them (Stein et al. 2023): FID in this space is
+# FD-DINOv2. Built with timm from a local file (evalkit.extract.dinov2).
+DINOV2 = register(FeatureExtractor(
+    name="dinov2", id="dinov2-vitl14-lvd142m/cls", dims=1024, weights="dinov2-vitl14", preprocessing="dgm-eval",
+    description="DINOv2 ViT-L/14 CLS token with dgm-eval's preprocessing (PIL bicubic to 224, ImageNet "
+                "normalisation): FID in this space is FD-DINOv2 (Stein et al. 2023)",
+    build=_Lazy(".dinov2", "load_dinov2"), preprocess_cpu=_Lazy(".dinov2", "preprocess_cpu"),
+    preprocess_torch=_Lazy(".dinov2", "preprocess_torch"), fd_name="FD-DINOv2"))
+
+# CLIP ViT-L/14@336px unit image embeddings as CMMD computes them (Jayasumana et al. 2024). Built
+# with timm from OpenAI's file (evalkit.extract.clip).
+CLIP = register(FeatureExtractor(
+    name="clip", id="clip-vitl14-336-openai/image-embedding-l2", dims=768, weights="clip-vitl14-336",
+    preprocessing="cmmd",
+    description="CLIP ViT-L/14@336px unit image embedding with CMMD's preprocessing (centre crop, PIL bicubic "
+                "to 336, CLIP normalisation): the feature space of CMMD (Jayasumana et al. 2024)",
+    build=_Lazy(".clip", "load_clip"), preprocess_cpu=_Lazy(".clip", "preprocess_cpu"),
+    preprocess_torch=_Lazy(".clip", "preprocess_torch"), batch_gpu=64, fd_name="FD-CLIP"))

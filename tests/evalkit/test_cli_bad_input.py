@@ -87,7 +87,7 @@ def test_fid_option_ranges(images, capsys, extra, message):
 
 @pytest.mark.parametrize("extra, message", [
     (["--k-pr", "0"], "0 is out of range: a whole number >= 1"),
-    (["--metrics", "fid,foo"], "unknown metric(s) foo; choose from fid, kid, pr, dc"),
+    (["--metrics", "fid,foo"], "unknown metric(s) foo; choose from fid, kid, pr, dc, cmmd"),
     (["--bootstrap", "-1"], "-1 is out of range"),
     (["--bootstrap", "1"], "1 resample cannot give an interval"),
     (["--kid-subset-size", "1"], "a whole number >= 2"),
