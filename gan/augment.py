@@ -77,9 +77,12 @@ def _moves_whole_pixels(G: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 def warp(images: torch.Tensor, G: torch.Tensor, grid_sample: str = "gradfix") -> torch.Tensor:
     """Apply output->input matrices G [B, 3, 3] (grid_sample's [-1, 1] coordinates) with reflection
-    padding, oversampling 2x the images whose transform resamples."""
+    padding, oversampling 2x the images whose transform resamples.
+
+    G may live on the CPU while the images are on a GPU: the routing (which images resample) is then
+    decided on the CPU, without waiting for the GPU."""
     def sample(x, m):
-        grid = F.affine_grid(m[:, :2, :].to(x.dtype), list(x.shape), align_corners=False)
+        grid = F.affine_grid(m[:, :2, :].to(x.device, x.dtype), list(x.shape), align_corners=False)
         if grid_sample == "gradfix":
             return gradfix.grid_sample(x, grid, padding_mode="reflection")
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
@@ -90,9 +93,11 @@ def warp(images: torch.Tensor, G: torch.Tensor, grid_sample: str = "gradfix") ->
     out = images
     whole = torch.nonzero(exact).flatten()
     if whole.numel():
-        out = out.index_copy(0, whole, sample(images[whole], G[whole]))
+        on = whole.to(images.device)
+        out = out.index_copy(0, on, sample(images[on], G[whole]))
     idx = torch.nonzero(~exact).flatten()
-    return out.index_copy(0, idx, downsample2x(sample(upsample2x(images[idx]), G[idx])))
+    on = idx.to(images.device)
+    return out.index_copy(0, on, downsample2x(sample(upsample2x(images[on]), G[idx])))
 
 
 # Op strengths from SG2ADA's defaults.
@@ -176,8 +181,9 @@ def colour_matrix(params: dict[str, torch.Tensor]) -> torch.Tensor:
 class AugmentPipe(nn.Module):
     """Applies each bgc op independently per image with probability p (p is a float attribute), in fp32.
 
-    `sample` draws every op's parameters and `apply` executes them, so the same augmentation can be
-    replayed (on another device, say); `forward` does both."""
+    `sample` draws every op's parameters and `apply` executes them; `forward` does both, drawing on
+    the CPU (from torch's global generator, which training re-seeds every step), so one seed gives
+    the same augmentation on any device, and the GPU never waits for the random draws."""
 
     def __init__(self, p: float = 0.0, grid_sample: str = "gradfix"):
         super().__init__()
@@ -188,7 +194,7 @@ class AugmentPipe(nn.Module):
         if self.p <= 0:
             return images
         b, _, h, w = images.shape
-        return self.apply(images, self.sample(b, h, w, images.device))
+        return self.apply(images, self.sample(b, h, w, "cpu"))
 
     def _gate(self, values: torch.Tensor, identity: float, prob: float | None = None) -> torch.Tensor:
         """Keep each image's value with probability p (or `prob`), else the identity value. `values`
@@ -221,11 +227,11 @@ class AugmentPipe(nn.Module):
         return out
 
     def apply(self, images: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
-        params = {k: v.to(images.device) for k, v in params.items()}
+        """The ops with `params` (on any device; the small matrices are built where they are)."""
         with compute_region(torch.float32, images.device.type):
             images = warp(images.float(), geometric_matrix(params), self.grid_sample)
             b, c, h, w = images.shape
-            C = colour_matrix(params)
+            C = colour_matrix(params).to(images.device)
             x = C[:, :3, :3] @ images.reshape(b, c, h * w) + C[:, :3, 3:]
             return x.reshape(b, c, h, w)
 
