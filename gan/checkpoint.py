@@ -17,9 +17,10 @@ from safetensors.torch import save as safetensors_save
 from harness_base.atomic import write_bytes_atomic
 from harness_base.errors import HarnessError
 
-# /2: the upsampling convolution became StyleGAN2-ADA's (transposed conv, then the FIR filter, as a
-# true convolution), the ViT D gained minibatch-std and mixed precision moved into the networks.
-# A /1 file's weights would give different images in this code, so it is refused with a message.
+# Format 2: the upsampling convolution is StyleGAN2-ADA's (transposed conv, then the FIR filter, as a
+# true convolution) and the ViT D has minibatch-std. Format 1 files computed the upsampling as FIR,
+# then a correlation at the upsampled size; their weights would give other images here, so they are
+# refused with a message.
 FORMAT = "gan-harness-checkpoint/2"
 FORMAT_PREFIX = "gan-harness-checkpoint/"
 SNAPSHOT_PREFIX, SNAPSHOT_SUFFIX = "snapshot-", ".safetensors"
@@ -69,7 +70,7 @@ def save_checkpoint(path: str | Path, modules: dict, optimizers: dict, config: d
 
 class CheckpointError(HarnessError, ValueError):
     """A file that is not a checkpoint this version of gan can load; the message names the file.
-    (A ValueError too, for callers that caught the ValueError raised before.)"""
+    It is a ValueError too, so code that handles bad values handles it."""
 
 
 def read_metadata(path: str | Path) -> dict:

@@ -198,7 +198,8 @@ def preset(name: str, resolution: int | None = None, disc: str = "resnet") -> Ru
     gpu: SG2ADA `auto` at 64 px (cbase 16384, map depth 2); ViT-D with a 16x16 grid of patches
       overlapping by a quarter patch on each side (at 256 px: 24 px windows at stride 16, the
       geometry of the CcccYxx/stylegan2-ada-pytorch ViT-D), dim 384, 6 blocks, and a 10x smaller D
-      learning rate (0.0025 made that ViT-D fail to train, anchors-gan-training.md section 3).
+      learning rate (at 0.0025 that ViT-D failed to train: Chang 2023, "Anime ViT-StyleGAN2", UCLA CS188
+      project page, https://ucladeepvision.github.io/CS188-Projects-2023Winter/2023/03/25/team09-AnimeGAN.html).
     """
     if name == "cpu-tiny":
         res = resolution or 32

@@ -59,7 +59,7 @@ def native_bf16(device: torch.device) -> bool:
         return False
     try:
         return bool(torch.cuda.is_bf16_supported(including_emulation=False))
-    except TypeError:  # torch before 2.3 has no including_emulation; compute capability 8.0 brought bf16
+    except TypeError:  # an older torch without including_emulation: bf16 arithmetic came with compute capability 8.0
         return torch.cuda.get_device_capability(device)[0] >= 8
 
 

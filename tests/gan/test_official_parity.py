@@ -93,4 +93,4 @@ def test_generator_at_256px_has_the_official_operation_count():
         macs = _conv_macs(G, torch.randn(1, cfg.G.z_dim), 1.0, None, "const")
     expected = official_synthesis_conv_macs(256, cfg.G.channel_base, cfg.G.channel_max)
     assert macs == expected
-    assert macs / 1e9 == pytest.approx(15.0, abs=0.1)   # GMAC per 256 px image (was 28 with conv-after-FIR)
+    assert macs / 1e9 == pytest.approx(15.0, abs=0.1)   # GMAC per 256 px image (FIR, then conv: about 28)
