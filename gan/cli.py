@@ -414,6 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
             kwargs = {"choices": PRECISIONS}
         elif flag == "--mapping":
             kwargs = {"choices": ["standard", "per-res"]}
+        if "default" not in help_text:
+            help_text += " (default: the preset's, see gan/config.py)"
         p.add_argument(flag, default=None, help=help_text, **kwargs)
     for flag, _, help_text in TRAIN_SWITCHES:
         p.add_argument(flag, action="store_true", help=help_text)
