@@ -26,49 +26,74 @@ PUBLISHED = {
 CPU_ANCHOR = {32: "official nets cbase 2048, non-lazy: ~111 (anchors sec. 6)"}
 
 
-def _measure(disc: str, res: int, device: str, warmup: int, steps: int, threads: int | None,
-             batch: int | None, queue) -> None:
+def measure_training(disc: str, res: int, device: str, warmup: int, steps: int, threads: int | None = None,
+                     batch: int | None = None, precision: str = "auto", switches: tuple[str, ...] = (),
+                     window: int = 16, preset_name: str | None = None) -> dict:
+    """Time `steps` full training steps after `warmup` ones, in windows of `window` steps (a window of
+    16 holds every lazy regularisation phase in its real proportion). CPU rows use the cpu-tiny
+    preset's networks, GPU rows the gpu preset. `switches`: TrainConfig booleans to turn on
+    (channels_last, fused_adam, tf32). `preset_name` overrides the preset (the GPU check's dry run: smoke)."""
+    import statistics
+
     import torch
 
     from gan.config import preset
-    from gan.train import Distributed, Trainer
+    from gan.train import Distributed, Trainer, default_cpu_threads, parameter_count
 
-    from gan.train import default_cpu_threads
-
-    torch.set_num_threads(threads or default_cpu_threads())
+    if device == "cpu":
+        torch.set_num_threads(threads or default_cpu_threads())
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    cfg = preset("cpu-tiny" if device == "cpu" else "gpu", res, disc)
+    cfg = preset(preset_name or ("cpu-tiny" if device == "cpu" else "gpu"), res, disc)
     cfg.data = "(random data)"
     cfg.augment.p, cfg.augment.ada = 0.2, False
+    cfg.train.precision = precision
+    for name in switches:
+        setattr(cfg.train, name, True)
     if batch:
         cfg.train.batch = batch
     trainer = Trainer(cfg.validate(), Distributed(device))
-    real = torch.randint(0, 256, (cfg.train.batch, 3, res, res), dtype=torch.uint8)
+    cuda = trainer.device.type == "cuda"
+    if cuda:
+        from gan.precision import set_tf32
+
+        torch.backends.cudnn.benchmark = True  # as gan train sets them
+        set_tf32(cfg.train.tf32)
+    real = torch.randint(0, 256, (cfg.train.batch, 3, res, res), dtype=torch.uint8)   # uploaded every step
 
     def sync():
-        if device == "cuda":
+        if cuda:
             torch.cuda.synchronize()
     for _ in range(warmup):
         trainer.step(real)
     sync()
-    if device == "cuda":
+    if cuda:
         torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    for _ in range(steps):
-        trainer.step(real)
-    sync()
-    seconds = time.perf_counter() - start
-    images = steps * cfg.train.batch
-    if device == "cuda":
-        peak = f"{torch.cuda.max_memory_allocated() / 2 ** 20:.0f} MiB (CUDA)"
+    windows = []
+    for start in range(0, steps, window):
+        n = min(window, steps - start)
+        t = time.perf_counter()
+        for _ in range(n):
+            trainer.step(real)
+        sync()
+        windows.append((time.perf_counter() - t) / (n * cfg.train.batch) * 1000)
+    if cuda:
+        peak = torch.cuda.max_memory_allocated() / 2 ** 20
+        peak_text = f"{peak:.0f} MiB (CUDA)"
     else:
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        peak = f"{rss:.0f} MiB RSS (+{rss - base_rss:.0f})"
-    params = sum(p.numel() for p in trainer.G.parameters()), sum(p.numel() for p in trainer.D.parameters())
-    queue.put({"disc": disc, "res": res, "device": device if device == "cpu" else torch.cuda.get_device_name(),
-               "batch": cfg.train.batch, "img_s": images / seconds, "s_kimg": seconds / images * 1000,
-               "peak": peak, "params": f"{params[0] / 1e6:.2f}M+{params[1] / 1e6:.2f}M",
-               "threads": torch.get_num_threads()})
+        peak, peak_text = rss, f"{rss:.0f} MiB RSS (+{rss - base_rss:.0f})"
+    s_kimg = statistics.median(windows)
+    return {"disc": disc, "res": res, "device": torch.cuda.get_device_name() if cuda else "cpu",
+            "batch": cfg.train.batch, "precision": trainer.precision, "switches": list(switches),
+            "img_s": 1000 / s_kimg, "s_kimg": s_kimg, "s_kimg_windows": windows, "peak_mib": peak,
+            "peak": peak_text, "params_G": parameter_count(trainer.G), "params_D": parameter_count(trainer.D),
+            "params": f"{parameter_count(trainer.G) / 1e6:.2f}M+{parameter_count(trainer.D) / 1e6:.2f}M",
+            "threads": torch.get_num_threads()}
+
+
+def _measure(disc: str, res: int, device: str, warmup: int, steps: int, threads: int | None,
+             batch: int | None, queue) -> None:
+    queue.put(measure_training(disc, res, device, warmup, steps, threads, batch))
 
 
 def run_row(*args) -> dict:

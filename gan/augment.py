@@ -1,7 +1,13 @@
 """Adaptive discriminator augmentation: the 'bgc' pipeline (blit + geometric + colour) and the p heuristic.
 
-Every op is an ordinary differentiable tensor op, so R1 can be taken *through* the augmentation
-(`grid_sample` double backward works on torch 2.14.1, see anchors-gan-training.md section 2).
+Every op is an ordinary differentiable tensor op, so R1 can be taken *through* the augmentation.
+Bilinear sampling goes through `gan/gradfix.py` by default (its own double backward, as
+StyleGAN2-ADA's `grid_sample_gradfix`); `grid_sample="native"` uses torch's, which works on
+torch 2.14.1 (anchors-gan-training.md section 2). The whole pipe runs in fp32, even inside a
+reduced-precision region: in bf16, `affine_grid` misplaces sample points by up to 0.76 px at 256 px.
+
+Each op fires independently per image with probability p; the integer and the fractional
+translation each draw one gate per image for both axes together, as StyleGAN2-ADA does.
 
 Geometric ops are one bilinear `grid_sample` with reflection padding. As in StyleGAN2-ADA, an image
 whose transform resamples (scaling, arbitrary rotation, fractional translation) is upsampled 2x
@@ -21,6 +27,10 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from . import gradfix
+from .precision import compute_region
+
 
 def _halfband_lowpass(taps: int = 12, beta: float = 6.0) -> torch.Tensor:
     """Kaiser-windowed sinc with its cut-off at half the 2x-upsampled band (unit DC gain). Even
@@ -65,11 +75,16 @@ def _moves_whole_pixels(G: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return near(a) & near(t)
 
 
-def warp(images: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+def warp(images: torch.Tensor, G: torch.Tensor, grid_sample: str = "gradfix") -> torch.Tensor:
     """Apply output->input matrices G [B, 3, 3] (grid_sample's [-1, 1] coordinates) with reflection
-    padding, oversampling 2x the images whose transform resamples."""
+    padding, oversampling 2x the images whose transform resamples.
+
+    G may live on the CPU while the images are on a GPU: the routing (which images resample) is then
+    decided on the CPU, without waiting for the GPU."""
     def sample(x, m):
-        grid = F.affine_grid(m[:, :2, :].to(x.dtype), list(x.shape), align_corners=False)
+        grid = F.affine_grid(m[:, :2, :].to(x.device, x.dtype), list(x.shape), align_corners=False)
+        if grid_sample == "gradfix":
+            return gradfix.grid_sample(x, grid, padding_mode="reflection")
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
     exact = _moves_whole_pixels(G, images.shape[2], images.shape[3])
@@ -78,9 +93,11 @@ def warp(images: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
     out = images
     whole = torch.nonzero(exact).flatten()
     if whole.numel():
-        out = out.index_copy(0, whole, sample(images[whole], G[whole]))
+        on = whole.to(images.device)
+        out = out.index_copy(0, on, sample(images[on], G[whole]))
     idx = torch.nonzero(~exact).flatten()
-    return out.index_copy(0, idx, downsample2x(sample(upsample2x(images[idx]), G[idx])))
+    on = idx.to(images.device)
+    return out.index_copy(0, on, downsample2x(sample(upsample2x(images[on]), G[idx])))
 
 
 # Op strengths from SG2ADA's defaults.
@@ -132,69 +149,91 @@ def rotate3d(axis: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
                     [0, 0, 0, 1]], theta.device)
 
 
-class AugmentPipe(nn.Module):
-    """Applies each bgc op independently per image with probability p (p is a float attribute)."""
+def geometric_matrix(params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """[B, 3, 3] output->input matrices in grid_sample's [-1, 1] coordinates. Every op's distribution
+    is symmetric, so composing the inverse ops directly is equivalent to inverting the forward ones."""
+    b, dev = params["xflip"].shape[0], params["xflip"].device
+    G = _eye(3, b, dev)
+    G = G @ scale2d(1 - 2 * params["xflip"], torch.ones(b, device=dev))
+    G = G @ rotate2d(-math.pi / 2 * params["rotate90"])
+    G = G @ translate2d(params["xint"][:, 0], params["xint"][:, 1])
+    G = G @ scale2d(params["scale"], params["scale"])
+    G = G @ rotate2d(-params["rotate_pre"])
+    G = G @ scale2d(params["aniso"], 1 / params["aniso"])
+    G = G @ rotate2d(-params["rotate_post"])
+    return G @ translate2d(params["xfrac"][:, 0], params["xfrac"][:, 1])
 
-    def __init__(self, p: float = 0.0):
+
+def colour_matrix(params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """[B, 4, 4] homogeneous colour transforms (brightness, contrast, luma flip, hue, saturation)."""
+    b, dev = params["brightness"].shape[0], params["brightness"].device
+    luma = torch.tensor([1.0, 1.0, 1.0], device=dev) / math.sqrt(3)
+    luma4 = torch.cat([luma, torch.zeros(1, device=dev)])
+    luma_outer = torch.outer(luma4, luma4).unsqueeze(0)
+    C = _eye(4, b, dev)
+    C = translate3d(params["brightness"]) @ C
+    C = scale3d(params["contrast"]) @ C
+    C = (_eye(4, b, dev) - 2 * luma_outer * params["lumaflip"].reshape(b, 1, 1)) @ C   # Householder about luma
+    C = rotate3d(luma, params["hue"]) @ C
+    return (luma_outer + (_eye(4, b, dev) - luma_outer) * params["saturation"].reshape(b, 1, 1)) @ C
+
+
+class AugmentPipe(nn.Module):
+    """Applies each bgc op independently per image with probability p (p is a float attribute), in fp32.
+
+    `sample` draws every op's parameters and `apply` executes them; `forward` does both, drawing on
+    the CPU (from torch's global generator, which training re-seeds every step), so one seed gives
+    the same augmentation on any device, and the GPU never waits for the random draws."""
+
+    def __init__(self, p: float = 0.0, grid_sample: str = "gradfix"):
         super().__init__()
         self.p = float(p)
+        self.grid_sample = grid_sample
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.p <= 0:
             return images
-        images = self._geometric(images)
-        return self._colour(images)
+        b, _, h, w = images.shape
+        return self.apply(images, self.sample(b, h, w, "cpu"))
 
     def _gate(self, values: torch.Tensor, identity: float, prob: float | None = None) -> torch.Tensor:
-        """Keep each sample's value with probability p (or `prob`), else the identity value."""
+        """Keep each image's value with probability p (or `prob`), else the identity value. `values`
+        is [B] or [B, k]: one gate per image either way, shared by its k components."""
         fire = torch.rand(values.shape[0], device=values.device) < (self.p if prob is None else prob)
+        fire = fire.reshape(-1, *([1] * (values.ndim - 1)))
         return torch.where(fire, values, torch.full_like(values, identity))
 
-    def _geometric(self, images: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = images.shape
-        dev = images.device
-        # The matrix maps output to input coordinates in grid_sample's [-1, 1] space; every op's
-        # distribution is symmetric, so building the inverse directly is equivalent.
-        G = _eye(3, b, dev)
-        flip = self._gate(torch.randint(0, 2, [b], device=dev).float(), 0)
-        G = G @ scale2d(1 - 2 * flip, torch.ones(b, device=dev))
-        quarter = self._gate(torch.randint(0, 4, [b], device=dev).float(), 0)
-        G = G @ rotate2d(-math.pi / 2 * quarter)
-        t = (torch.rand(b, 2, device=dev) * 2 - 1) * XINT_MAX
-        tx = self._gate(torch.round(t[:, 0] * w) * 2 / w, 0)
-        ty = self._gate(torch.round(t[:, 1] * h) * 2 / h, 0)
-        G = G @ translate2d(tx, ty)
-        s = self._gate(torch.exp2(torch.randn(b, device=dev) * SCALE_STD), 1)
-        G = G @ scale2d(s, s)
+    def sample(self, b: int, h: int, w: int, device) -> dict[str, torch.Tensor]:
+        """Every op's parameters for b images of h x w (the identity value where an op does not fire).
+        Translations are in grid_sample units (2 = the image width); integer ones move whole pixels."""
+        rand = lambda *shape: torch.rand(*shape, device=device)    # noqa: E731
+        randn = lambda *shape: torch.randn(*shape, device=device)  # noqa: E731
+        size = torch.tensor([w, h], device=device, dtype=torch.float32)
         p_rot = 1 - math.sqrt(max(1 - self.p, 0.0))  # two rotations: P(any) ~= p
-        theta = self._gate((torch.rand(b, device=dev) * 2 - 1) * math.pi * ROTATE_MAX, 0, p_rot)
-        G = G @ rotate2d(-theta)
-        s = self._gate(torch.exp2(torch.randn(b, device=dev) * ANISO_STD), 1)
-        G = G @ scale2d(s, 1 / s)
-        theta = self._gate((torch.rand(b, device=dev) * 2 - 1) * math.pi * ROTATE_MAX, 0, p_rot)
-        G = G @ rotate2d(-theta)
-        t = torch.randn(b, 2, device=dev) * XFRAC_STD * 2
-        G = G @ translate2d(self._gate(t[:, 0], 0), self._gate(t[:, 1], 0))
-        return warp(images, G)
+        out = {}
+        out["xflip"] = self._gate(torch.randint(0, 2, [b], device=device).float(), 0)
+        out["rotate90"] = self._gate(torch.randint(0, 4, [b], device=device).float(), 0)
+        out["xint"] = self._gate(torch.round((rand(b, 2) * 2 - 1) * XINT_MAX * size) * 2 / size, 0)
+        out["scale"] = self._gate(torch.exp2(randn(b) * SCALE_STD), 1)
+        out["rotate_pre"] = self._gate((rand(b) * 2 - 1) * math.pi * ROTATE_MAX, 0, p_rot)
+        out["aniso"] = self._gate(torch.exp2(randn(b) * ANISO_STD), 1)
+        out["rotate_post"] = self._gate((rand(b) * 2 - 1) * math.pi * ROTATE_MAX, 0, p_rot)
+        out["xfrac"] = self._gate(randn(b, 2) * XFRAC_STD * 2, 0)
+        out["brightness"] = self._gate(randn(b) * BRIGHTNESS_STD, 0)
+        out["contrast"] = self._gate(torch.exp2(randn(b) * CONTRAST_STD), 1)
+        out["lumaflip"] = self._gate(torch.randint(0, 2, [b], device=device).float(), 0)
+        out["hue"] = self._gate((rand(b) * 2 - 1) * math.pi * HUE_MAX, 0)
+        out["saturation"] = self._gate(torch.exp2(randn(b) * SATURATION_STD), 1)
+        return out
 
-    def _colour(self, images: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = images.shape
-        dev = images.device
-        luma = torch.tensor([1.0, 1.0, 1.0], device=dev) / math.sqrt(3)
-        luma4 = torch.cat([luma, torch.zeros(1, device=dev)])
-        luma_outer = torch.outer(luma4, luma4).unsqueeze(0)
-        C = _eye(4, b, dev)
-        C = translate3d(self._gate(torch.randn(b, device=dev) * BRIGHTNESS_STD, 0)) @ C
-        C = scale3d(self._gate(torch.exp2(torch.randn(b, device=dev) * CONTRAST_STD), 1)) @ C
-        flip = self._gate(torch.randint(0, 2, [b], device=dev).float(), 0)
-        C = (_eye(4, b, dev) - 2 * luma_outer * flip.reshape(b, 1, 1)) @ C   # Householder about the luma axis
-        C = rotate3d(luma, self._gate((torch.rand(b, device=dev) * 2 - 1) * math.pi * HUE_MAX, 0)) @ C
-        sat = self._gate(torch.exp2(torch.randn(b, device=dev) * SATURATION_STD), 1).reshape(b, 1, 1)
-        C = (luma_outer + (_eye(4, b, dev) - luma_outer) * sat) @ C
-        C = C.to(images.dtype)
-        x = images.reshape(b, c, h * w)
-        x = C[:, :3, :3] @ x + C[:, :3, 3:]
-        return x.reshape(b, c, h, w)
+    def apply(self, images: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The ops with `params` (on any device; the small matrices are built where they are)."""
+        with compute_region(torch.float32, images.device.type):
+            images = warp(images.float(), geometric_matrix(params), self.grid_sample)
+            b, c, h, w = images.shape
+            C = colour_matrix(params).to(images.device)
+            x = C[:, :3, :3] @ images.reshape(b, c, h * w) + C[:, :3, 3:]
+            return x.reshape(b, c, h, w)
 
 
 class AdaptiveP:

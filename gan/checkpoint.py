@@ -15,8 +15,14 @@ from safetensors import safe_open
 from safetensors.torch import save as safetensors_save
 
 from harness_base.atomic import write_bytes_atomic
+from harness_base.errors import HarnessError
 
-FORMAT = "gan-harness-checkpoint/1"
+# Format 2: the upsampling convolution is StyleGAN2-ADA's (transposed conv, then the FIR filter, as a
+# true convolution) and the ViT D has minibatch-std. Format 1 files computed the upsampling as FIR,
+# then a correlation at the upsampled size; their weights would give other images here, so they are
+# refused with a message.
+FORMAT = "gan-harness-checkpoint/2"
+FORMAT_PREFIX = "gan-harness-checkpoint/"
 SNAPSHOT_PREFIX, SNAPSHOT_SUFFIX = "snapshot-", ".safetensors"
 
 
@@ -43,7 +49,10 @@ def _optimizer_tensors(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict, l
     return tensors, sd["param_groups"]
 
 
-def save_checkpoint(path: str | Path, modules: dict, optimizers: dict, config: dict, state: dict) -> None:
+def save_checkpoint(path: str | Path, modules: dict, optimizers: dict, config: dict, state: dict,
+                    resolved: dict | None = None) -> None:
+    """`resolved`: what the run resolved to on its machine (device, precision per part, parameter
+    counts, learning rates; see `gan.train.Trainer.resolved`), stored as the 'resolved' header field."""
     tensors = {}
     for name, module in modules.items():
         for key, value in module.state_dict().items():
@@ -55,12 +64,17 @@ def save_checkpoint(path: str | Path, modules: dict, optimizers: dict, config: d
     # Cloned to CPU: safetensors refuses tensors that share storage.
     tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
     metadata = {"format": FORMAT, "config": json.dumps(config), "state": json.dumps(state),
-                "param_groups": json.dumps(groups)}
+                "param_groups": json.dumps(groups), "resolved": json.dumps(resolved or {})}
     write_bytes_atomic(path, safetensors_save(tensors, metadata=metadata))
 
 
+class CheckpointError(HarnessError, ValueError):
+    """A file that is not a checkpoint this version of gan can load; the message names the file.
+    It is a ValueError too, so code that handles bad values handles it."""
+
+
 def read_metadata(path: str | Path) -> dict:
-    """{'config': dict, 'state': dict, 'param_groups': dict}; ValueError if not one of our checkpoints."""
+    """{'config', 'state', 'param_groups', 'resolved'} dicts; CheckpointError if not one of our checkpoints."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
@@ -68,12 +82,28 @@ def read_metadata(path: str | Path) -> dict:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
     except Exception as exc:  # safetensors raises its own error types for non-safetensors files
-        raise ValueError(f"{path} is not a gan checkpoint (not a safetensors file: {exc})") from None
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a gan checkpoint (safetensors metadata has no "
-                         f"format={FORMAT!r}; it was not written by `gan train`)")
-    return {"config": json.loads(meta["config"]), "state": json.loads(meta["state"]),
-            "param_groups": json.loads(meta.get("param_groups", "{}"))}
+        raise CheckpointError(f"{path} is not a gan checkpoint (not a safetensors file: {exc})") from None
+    found = meta.get("format")
+    if found != FORMAT:
+        if isinstance(found, str) and found.startswith(FORMAT_PREFIX):
+            raise CheckpointError(
+                f"{path} was written by an older version of gan ({found}; this version reads {FORMAT}). Its "
+                "generator computed the upsampling convolution differently, so its weights would give other "
+                "images here. Sample it with the gan version that trained it, or train again.")
+        raise CheckpointError(f"{path} is not a gan checkpoint (safetensors metadata has no "
+                              f"format={FORMAT!r}; it was not written by `gan train`)")
+    out = {}
+    for key, default in (("config", None), ("state", None), ("param_groups", "{}"), ("resolved", "{}")):
+        text = meta.get(key, default)
+        if text is None:
+            raise CheckpointError(f"{path}: the checkpoint header has no {key!r} field; the file is damaged or "
+                                  "was not written by `gan train`")
+        try:
+            out[key] = json.loads(text)
+        except ValueError as exc:
+            raise CheckpointError(f"{path}: the checkpoint header field {key!r} is not valid JSON ({exc}); the "
+                                  "file was edited or damaged. Use another snapshot of the run.") from None
+    return out
 
 
 def load_tensors(path: str | Path, prefix: str, device="cpu") -> dict[str, torch.Tensor]:

@@ -9,6 +9,11 @@ import dataclasses
 from dataclasses import dataclass, field
 
 
+# config.json's record of what a run resolved to on its machine (device, precision per part,
+# parameter counts, learning rates, data size): written next to the config, never read back into it.
+RESOLVED_KEY = "resolved"
+
+
 def is_power_of_two(n: int) -> bool:
     return isinstance(n, int) and n > 0 and (n & (n - 1)) == 0
 
@@ -17,13 +22,14 @@ def is_power_of_two(n: int) -> bool:
 class GeneratorConfig:
     z_dim: int = 512
     w_dim: int = 512
-    mapping: str = "standard"        # "standard" (SG2 MLP) or "per-res" (seed 002, variant 4)
+    mapping: str = "standard"        # "standard" (the StyleGAN2 MLP) or "per-res" (one style per resolution level)
     mapping_layers: int = 2          # standard: MLP depth; per-res: shared trunk depth before the levels
     mapping_lr_mult: float = 0.01
     w_avg_beta: float = 0.995
     channel_base: int = 16384        # channels at resolution r: min(channel_base // r, channel_max)
     channel_max: int = 512
     conv_clamp: float | None = 256.0
+    num_reduced_res: int = 4         # the N highest resolutions run in reduced precision (StyleGAN2-ADA num_fp16_res)
 
 
 @dataclass
@@ -33,6 +39,7 @@ class ResNetDConfig:
     mbstd_group: int = 4
     mbstd_channels: int = 1
     conv_clamp: float | None = 256.0
+    num_reduced_res: int = 4         # the N highest-resolution blocks run in reduced precision; epilogue fp32
 
 
 @dataclass
@@ -41,9 +48,12 @@ class ViTDConfig:
     depth: int = 6
     heads: int = 6
     mlp_ratio: float = 4.0
-    patch: int = 0                   # patch stride in pixels; 0 = resolution // 8 (an 8x8 token grid)
+    patch: int = 0                   # patch stride in pixels; 0 = resolution // 16 (a 16x16 token grid)
     extend: int = -1                 # overlap on each side; -1 = max(patch // 4, 1)
     dropout: float = 0.0
+    mbstd_group: int = 4             # minibatch-std group size on the class token before the head (0 = off)
+    mbstd_channels: int = 1
+    num_reduced_blocks: int = -1     # transformer blocks in reduced precision, from the input side (-1 = all)
 
 
 @dataclass
@@ -65,7 +75,11 @@ class TrainConfig:
     style_mixing: float = 0.9        # probability of mixing two latents during training
     ema_kimg: float = 10.0           # G_ema half-life in thousands of images
     ema_rampup: float | None = 0.05  # cap the half-life at this fraction of the images seen (None = off)
-    mixed_precision: bool = True     # bf16 autocast; only ever used on CUDA
+    precision: str = "auto"          # auto | bf16 | fp16 | fp32 for the reduced-precision blocks (gan/precision.py)
+    tf32: bool = False               # let fp32 matmuls/convs use TF32 on Ampere+ GPUs (StyleGAN2-ADA: off)
+    mirror: bool = False             # add every image's x-flip to the data (doubles the distinct images)
+    channels_last: bool = False      # NHWC activations in the reduced-precision blocks (GPU speed lever)
+    fused_adam: bool = False         # torch's fused Adam kernel on CUDA (GPU speed lever)
     seed: int = 0
     grid_size: int = 8               # the snapshot sample grid is grid_size x grid_size seeds
 
@@ -78,6 +92,7 @@ class AugmentConfig:
     interval: int = 4                # adjust p every this many minibatches
     ada_kimg: float = 500.0          # p can move by 1.0 per this many kimg
     p_max: float = 0.99              # p stays in [0, p_max] with p_max < 1 (see augment.py)
+    grid_sample: str = "gradfix"     # "gradfix": own double backward (StyleGAN2-ADA grid_sample_gradfix); "native"
 
 
 @dataclass
@@ -98,7 +113,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
-        d = dict(d)
+        d = {k: v for k, v in d.items() if k != RESOLVED_KEY}
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"unknown config keys: {sorted(unknown)}")
@@ -126,9 +141,20 @@ class RunConfig:
                 raise ValueError(f"vit.patch {patch} does not divide resolution {self.resolution}")
             if self.vit.dim % self.vit.heads:
                 raise ValueError(f"vit.dim {self.vit.dim} is not divisible by vit.heads {self.vit.heads}")
+            if self.vit.mbstd_group < 0 or self.vit.mbstd_channels < 1:
+                raise ValueError("vit.mbstd_group must be >= 0 (0 = off) and vit.mbstd_channels >= 1")
+            if self.vit.dim % self.vit.mbstd_channels:
+                raise ValueError(f"vit.dim {self.vit.dim} is not divisible by vit.mbstd_channels {self.vit.mbstd_channels}")
+        if self.G.num_reduced_res < 0 or self.resnet.num_reduced_res < 0:
+            raise ValueError("G.num_reduced_res and resnet.num_reduced_res must be >= 0 (0 = all fp32)")
         t = self.train
         if t.batch < 1:
             raise ValueError("train.batch must be >= 1")
+        from .precision import PRECISIONS
+        if t.precision not in PRECISIONS:
+            raise ValueError(f"train.precision must be one of {', '.join(PRECISIONS)}, not {t.precision!r}")
+        if self.augment.grid_sample not in ("gradfix", "native"):
+            raise ValueError(f"augment.grid_sample must be 'gradfix' or 'native', not {self.augment.grid_sample!r}")
         if not 0.0 <= self.augment.p_max < 1.0:
             raise ValueError("augment.p_max must be in [0, 1)")
         if not 0.0 <= self.augment.p <= self.augment.p_max:
@@ -152,7 +178,7 @@ def _sub_from_dict(sub_cls, values: dict, key: str):
 
 def vit_patch_geometry(vit: ViTDConfig, resolution: int) -> tuple[int, int]:
     """(patch stride, overlap per side) for a resolution, resolving the 'auto' values."""
-    patch = vit.patch or max(resolution // 8, 2)
+    patch = vit.patch or max(resolution // 16, 2)
     ext = vit.extend if vit.extend >= 0 else max(patch // 4, 1)
     return patch, ext
 
@@ -169,8 +195,11 @@ def preset(name: str, resolution: int | None = None, disc: str = "resnet") -> Ru
     cpu-tiny: 32 px, a few hundred thousand parameters per network, so one network pair trains at
       tens of images/s on a 2-core CPU and shows recognisable colour/layout within minutes.
     smoke: cpu-tiny with 32-channel networks and batch 4, for tests and smoke runs.
-    gpu: SG2ADA `auto` at 64 px (cbase 16384, map depth 2); ViT-D with patch 8 (+2 overlap),
-      dim 384, 6 blocks, and a 10x smaller D learning rate, which the seed-001 article found necessary.
+    gpu: SG2ADA `auto` at 64 px (cbase 16384, map depth 2); ViT-D with a 16x16 grid of patches
+      overlapping by a quarter patch on each side (at 256 px: 24 px windows at stride 16, the
+      geometry of the CcccYxx/stylegan2-ada-pytorch ViT-D), dim 384, 6 blocks, and a 10x smaller D
+      learning rate (at 0.0025 that ViT-D failed to train: Chang 2023, "Anime ViT-StyleGAN2", UCLA CS188
+      project page, https://ucladeepvision.github.io/CS188-Projects-2023Winter/2023/03/25/team09-AnimeGAN.html).
     """
     if name == "cpu-tiny":
         res = resolution or 32
@@ -178,7 +207,7 @@ def preset(name: str, resolution: int | None = None, disc: str = "resnet") -> Ru
             resolution=res, disc=disc, preset=name,
             G=GeneratorConfig(z_dim=64, w_dim=64, mapping_layers=2, channel_base=1024, channel_max=64),
             resnet=ResNetDConfig(channel_base=1024, channel_max=64, mbstd_group=4),
-            vit=ViTDConfig(dim=64, depth=2, heads=4, mlp_ratio=2.0),
+            vit=ViTDConfig(dim=64, depth=2, heads=4, mlp_ratio=2.0, patch=max(res // 8, 2)),
             train=TrainConfig(batch=8, total_kimg=6.0, snapshot_kimg=1.5, log_kimg=0.2,
                               g_lr=0.002, d_lr=0.002, r1_gamma=0.05, pl_weight=0.0,
                               ema_kimg=0.5, ema_rampup=0.05, style_mixing=0.5, grid_size=6),

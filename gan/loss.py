@@ -2,10 +2,12 @@
 
 Each method returns a scalar to call `.backward()` on; regularisers are already multiplied by
 their lazy interval ("gain"), as in StyleGAN2-ADA's `training/loss.py`.
+
+Precision: the main phases run G and D as they are set (their highest-resolution blocks in the
+reduced type, see `gan/precision.py`); R1 and path length run both networks entirely in fp32.
+The losses themselves are computed from fp32 logits.
 """
 from __future__ import annotations
-
-import contextlib
 
 import numpy as np
 import torch
@@ -13,12 +15,12 @@ import torch.nn.functional as F
 
 from .augment import AugmentPipe
 from .config import TrainConfig
+from .precision import full_precision
 
 
 class StyleGAN2Loss:
-    def __init__(self, G, D, augment_pipe: AugmentPipe, cfg: TrainConfig, autocast=None):
+    def __init__(self, G, D, augment_pipe: AugmentPipe, cfg: TrainConfig):
         self.G, self.D, self.augment_pipe, self.cfg = G, D, augment_pipe, cfg
-        self.autocast = autocast or contextlib.nullcontext
         self.pl_mean = torch.zeros([], device=next(G.parameters()).device)
 
     def run_G(self, z: torch.Tensor, update_w_avg: bool = True):
@@ -40,15 +42,15 @@ class StyleGAN2Loss:
         return self.D(self.augment_pipe(img)).float()
 
     def g_main(self, z: torch.Tensor) -> torch.Tensor:
-        with self.autocast():
-            img, _ = self.run_G(z)
-            logits = self.run_D(img)
+        img, _ = self.run_G(z)
+        logits = self.run_D(img)
         return F.softplus(-logits).mean()  # -log sigmoid(D(G(z)))
 
     def g_path_length(self, z: torch.Tensor, gain: float) -> torch.Tensor:
         """Path-length regulariser in fp32: |J_w^T y| should stay near its running mean."""
         batch = max(z.shape[0] // self.cfg.pl_batch_shrink, 1)
-        img, ws = self.run_G(z[:batch])
+        with full_precision(self.G.synthesis):
+            img, ws = self.run_G(z[:batch])
         noise = torch.randn_like(img) / np.sqrt(img.shape[2] * img.shape[3])
         (grads,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
         lengths = grads.square().sum(2).mean(1).sqrt()
@@ -60,18 +62,18 @@ class StyleGAN2Loss:
 
     def d_main(self, real: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """softplus(D(G(z))) + softplus(-D(x)); returns (loss, real logits for the ADA heuristic)."""
-        with self.autocast():
-            with torch.no_grad():
-                fake, _ = self.run_G(z, update_w_avg=False)
-            fake_logits = self.run_D(fake)
-            real_logits = self.run_D(real)
+        with torch.no_grad():
+            fake, _ = self.run_G(z, update_w_avg=False)
+        fake_logits = self.run_D(fake)
+        real_logits = self.run_D(real)
         loss = F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
         return loss, real_logits.detach()
 
     def d_r1(self, real: torch.Tensor, gain: float) -> torch.Tensor:
         """gamma/2 * |grad_x D(aug(x))|^2, differentiated through the augmentation, in fp32."""
         real = real.detach().requires_grad_(True)
-        logits = self.run_D(real)
+        with full_precision(self.D):
+            logits = self.run_D(real)
         (grads,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
         penalty = grads.square().sum([1, 2, 3])
         return (logits * 0 + penalty * (self.cfg.r1_gamma / 2)).mean() * gain

@@ -1,4 +1,5 @@
-"""Image grids: snapshot samples, truncation grid (thesis Fig. 5-12) and style mixing (Fig. 5-15)."""
+"""Image grids: snapshot samples, truncation grids (rows = seeds, columns = psi) and style mixing
+(rows take chosen style layers from columns, as in Karras et al. 2019, Fig. 3)."""
 from __future__ import annotations
 
 import io

@@ -59,12 +59,15 @@ def nearest_neighbours(query, reference, k: int = 1, device: torch.device | str 
                        chunk: int = 2048, exclude=None, dtype: torch.dtype | None = None) -> Neighbours:
     """Exact k nearest neighbours of each `query` row among the `reference` rows (Euclidean).
 
-    Distances are evaluated in blocks of at most `chunk` x `chunk` (float64 on the CPU, float32 on
-    a GPU, on features centred on the reference mean to limit cancellation); only a running top-k
-    per query is kept. The returned distances are recomputed exactly in float64 from the row
-    differences, and each row is re-sorted by them. `exclude` (N,) gives, per query row, a
-    reference index to leave out (-1: none); use it for leave-one-out queries of the reference
-    set against itself. `dtype` overrides the block precision.
+    "Exact" means: the neighbours and distances that squared differences summed in float64 give
+    (ties broken by the lower index), on any device and in any block precision. The blocks of at
+    most `chunk` x `chunk` squared distances (|q|^2 + |r|^2 - 2 q.r on features centred on the
+    reference mean; float64 on the CPU, float32 on a GPU, `dtype` overrides) only pre-select: each
+    block value is within a proven rounding bound of the exact one (`_block_error_bound`), so every
+    reference row whose lower bound does not exceed the current k-th smallest upper bound is a
+    candidate, and candidates are re-checked exactly in float64 from their differences. `exclude`
+    (N,) gives, per query row, a reference index to leave out (-1: none); use it for leave-one-out
+    queries of the reference set against itself.
     """
     q = _features(query, "query features")
     r = _features(reference, "reference features")
@@ -88,47 +91,107 @@ def nearest_neighbours(query, reference, k: int = 1, device: torch.device | str 
     if dtype is None:
         dtype = torch.float64 if device.type == "cpu" else torch.float32
     centre = r.mean(axis=0, dtype=np.float64)
+    q64, r64 = np.asarray(q, np.float64), np.asarray(r, np.float64)
+    bound_factor = _block_error_bound(q.shape[1], dtype)
+    r_norm = np.sqrt(np.einsum("ij,ij->i", r64 - centre, r64 - centre))
 
     def block(x: np.ndarray, start: int, stop: int) -> torch.Tensor:
-        return torch.from_numpy(np.asarray(x[start:stop], np.float64) - centre).to(device, dtype)
+        return torch.from_numpy(x[start:stop] - centre).to(device, dtype)
 
-    r_sq = [None] * ((m + chunk - 1) // chunk)
+    r_blocks = [None] * ((m + chunk - 1) // chunk)
     indices = np.empty((n, k), np.int64)
-    distances = np.empty((n, k), np.float64)
-    for qs in range(0, n, chunk):
-        qe = min(qs + chunk, n)
-        qb = block(q, qs, qe)
-        q_sq = (qb * qb).sum(1, keepdim=True)
-        excl = None if exclude is None else torch.from_numpy(exclude[qs:qe]).to(device)
-        best_d = torch.full((qe - qs, k), float("inf"), dtype=dtype, device=device)
-        best_i = torch.full((qe - qs, k), -1, dtype=torch.int64, device=device)
-        for bi, rs in enumerate(range(0, m, chunk)):
-            re = min(rs + chunk, m)
-            rb = block(r, rs, re)
-            if r_sq[bi] is None:
-                r_sq[bi] = (rb * rb).sum(1)
-            d2 = (q_sq + r_sq[bi][None, :] - 2.0 * (qb @ rb.T)).clamp_min_(0.0)
-            if excl is not None:
-                local = excl - rs
-                rows = torch.nonzero((local >= 0) & (local < re - rs)).flatten()
-                d2[rows, local[rows]] = float("inf")
-            kk = min(k, re - rs)
-            bd, bidx = torch.topk(d2, kk, dim=1, largest=False, sorted=True)
-            cat_d = torch.cat([best_d, bd], 1)
-            cat_i = torch.cat([best_i, bidx + rs], 1)
-            best_d, pos = torch.topk(cat_d, k, dim=1, largest=False, sorted=True)
-            best_i = torch.gather(cat_i, 1, pos)
-        idx = best_i.cpu().numpy()
-        # exact distances from the differences (the block formula loses precision for near-copies)
-        qx = np.asarray(q[qs:qe], np.float64)
-        exact = np.empty(idx.shape, np.float64)
-        for j in range(k):
-            diff = qx - np.asarray(r[idx[:, j]], np.float64)
-            exact[:, j] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
-        order = np.lexsort((idx, exact), axis=1)
-        indices[qs:qe] = np.take_along_axis(idx, order, 1)
-        distances[qs:qe] = np.take_along_axis(exact, order, 1)
-    return Neighbours(indices, distances)
+    sq_dist = np.empty((n, k), np.float64)
+    with _full_float32_matmul():
+        for qs in range(0, n, chunk):
+            qe = min(qs + chunk, n)
+            qb = block(q64, qs, qe)
+            q_sq = (qb * qb).sum(1, keepdim=True)
+            q_norm = torch.from_numpy(np.sqrt(np.einsum("ij,ij->i", q64[qs:qe] - centre, q64[qs:qe] - centre)))
+            q_norm = q_norm.to(device)
+            best_i = np.full((qe - qs, k), -1, np.int64)
+            best_d = np.full((qe - qs, k), np.inf)
+            for bi, rs in enumerate(range(0, m, chunk)):
+                re = min(rs + chunk, m)
+                if r_blocks[bi] is None:
+                    rb = block(r64, rs, re)
+                    r_blocks[bi] = (rb, (rb * rb).sum(1), torch.from_numpy(r_norm[rs:re]).to(device))
+                rb, r_sq, rn = r_blocks[bi]
+                d2 = (q_sq + r_sq[None, :] - 2.0 * (qb @ rb.T)).clamp_min_(0.0).to(torch.float64)
+                slack = bound_factor * (q_norm[:, None] + rn[None, :]).square()
+                lower, upper = d2 - slack, d2 + slack
+                if exclude is not None:
+                    local = torch.from_numpy(exclude[qs:qe] - rs).to(device)
+                    rows = torch.nonzero((local >= 0) & (local < re - rs)).flatten()
+                    lower[rows, local[rows]] = float("inf")
+                    upper[rows, local[rows]] = float("inf")
+                # A row can be among the k nearest only if its lower bound is at most the k-th
+                # smallest known exact value or upper bound.
+                threshold = torch.from_numpy(best_d[:, k - 1]).to(device)
+                if re - rs >= k:
+                    threshold = torch.minimum(threshold, torch.topk(upper, k, dim=1, largest=False).values[:, -1])
+                rows, cols = torch.nonzero(lower <= threshold[:, None], as_tuple=True)
+                best_i, best_d = _merge_exact(best_i, best_d, rows.cpu().numpy(), cols.cpu().numpy() + rs,
+                                              q64[qs:qe], r64, k)
+            indices[qs:qe], sq_dist[qs:qe] = best_i, best_d
+    return Neighbours(indices, np.sqrt(sq_dist))
+
+
+def _block_error_bound(dim: int, dtype: torch.dtype) -> float:
+    """c with |block d^2 - exact d^2| <= c (|a| + |b|)^2 for centred rows a, b of `dim` features.
+
+    The block inputs are the centred rows rounded twice (float64, then `dtype`: relative error
+    u' <= u + 2^-53 each), which moves |a - b|^2 by at most (2u' + u'^2)(|a| + |b|)^2; |a|^2 + |b|^2
+    - 2 a.b evaluated with dim-term sums and two more additions errs by at most
+    gamma_{dim+2}(u) (1 + u')^2 (|a| + |b|)^2, gamma_n(u) = n u / (1 - n u) (Higham, Accuracy and
+    Stability of Numerical Algorithms, 2nd ed., section 3.1); the exact reference, differences
+    squared and summed in float64, errs by gamma_{dim+2}(2^-53) (|a| + |b|)^2. The sum, doubled
+    for the norms' own rounding, bounds the gap.
+    """
+    u64 = 2.0 ** -53
+    u = {torch.float64: u64, torch.float32: 2.0 ** -24}.get(dtype)
+    if u is None:
+        raise ValueError(f"nearest_neighbours blocks must be float32 or float64, not {dtype}")
+
+    def gamma(count: int, unit: float) -> float:
+        return count * unit / (1 - count * unit)
+
+    u_in = u + u64
+    return 2.0 * (2 * u_in + u_in ** 2 + gamma(dim + 2, u) * (1 + u_in) ** 2 + gamma(dim + 2, u64))
+
+
+class _full_float32_matmul:
+    """float32 matmuls in full float32 (no TF32) inside the block, as the error bound assumes."""
+
+    def __enter__(self):
+        self.saved = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("highest")
+
+    def __exit__(self, *exc):
+        torch.set_float32_matmul_precision(self.saved)
+
+
+def _merge_exact(best_i, best_d, rows, cols, q64, r64, k, batch: int = 8192):
+    """Add candidates (rows[j] of this query block, reference cols[j]) with their exact squared
+    distances to the running best k per row; order by (distance, index)."""
+    if len(rows) == 0:
+        return best_i, best_d
+    exact = np.empty(len(rows), np.float64)
+    for s in range(0, len(rows), batch):
+        diff = q64[rows[s:s + batch]] - r64[cols[s:s + batch]]
+        exact[s:s + batch] = np.einsum("ij,ij->i", diff, diff)
+    known = best_i >= 0
+    all_rows = np.concatenate([np.nonzero(known)[0], rows])
+    all_idx = np.concatenate([best_i[known], cols])
+    all_d = np.concatenate([best_d[known], exact])
+    order = np.lexsort((all_idx, all_d, all_rows))
+    all_rows, all_idx, all_d = all_rows[order], all_idx[order], all_d[order]
+    starts = np.flatnonzero(np.r_[True, all_rows[1:] != all_rows[:-1]])
+    rank = np.arange(len(all_rows)) - np.repeat(starts, np.diff(np.r_[starts, len(all_rows)]))
+    keep = rank < k
+    best_i, best_d = best_i.copy(), best_d.copy()
+    best_i[all_rows[keep], rank[keep]] = all_idx[keep]
+    best_d[all_rows[keep], rank[keep]] = all_d[keep]
+    return best_i, best_d
 
 
 # ---------------------------------------------------------------------------------------------

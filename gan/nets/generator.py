@@ -1,4 +1,5 @@
-"""StyleGAN2 generator: mapping network (standard or seed-002 variant 4) + 'skip' synthesis network."""
+"""StyleGAN2 generator: mapping network (the standard MLP, or one style per resolution level) and the
+'skip' synthesis network of StyleGAN2 (Karras et al. 2020), as in StyleGAN2-ADA `training/networks.py`."""
 from __future__ import annotations
 
 import math
@@ -9,7 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import GeneratorConfig
-from .layers import FullyConnected, bias_act, channels_at, fir_filter, normalize_2nd_moment, upsample2d
+from ..precision import MixedPrecisionModule, compute_region, reduced_from_resolution
+from .layers import (FullyConnected, bias_act, channels_at, conv2d_resample, fir_filter, normalize_2nd_moment,
+                     upsample2d)
 
 
 def num_ws_for(resolution: int) -> int:
@@ -29,7 +32,10 @@ def ws_indices_by_resolution(resolution: int) -> dict[int, list[int]]:
 
 
 class MappingNetwork(nn.Module):
-    """z -> w with an MLP; every ws entry gets the same w. Tracks w_avg (shape [w_dim])."""
+    """z -> w with an MLP; every ws entry gets the same w. Tracks w_avg (shape [w_dim]).
+
+    Always fp32 (StyleGAN2-ADA keeps the mapping network out of mixed precision): its output
+    steers every layer, and w_avg and truncation need its full resolution."""
 
     def __init__(self, cfg: GeneratorConfig, num_ws: int):
         super().__init__()
@@ -47,7 +53,9 @@ class MappingNetwork(nn.Module):
 
     def forward(self, z, psi: float = 1.0, truncation_cutoff: int | None = None,
                 update_w_avg: bool = False) -> torch.Tensor:
-        ws = self.embed(z)
+        check_psi(psi)
+        with compute_region(torch.float32, z.device.type):
+            ws = self.embed(z.float())
         if update_w_avg:
             self._update_w_avg(ws)
         return truncate(ws, self.w_avg_per_ws(), psi, truncation_cutoff)
@@ -61,7 +69,7 @@ class MappingNetwork(nn.Module):
 
 
 class PerResolutionMapping(MappingNetwork):
-    """Seed 002's mapping variant 4: one style per resolution level, built as a chain.
+    """One style per resolution level, built as a chain.
 
     A shared trunk embeds z into h. Level 0's style is FC(h); level i's style is
     FC(concat(style_{i-1}, h)) -- the dense layer sits right after the concatenation, so every
@@ -113,10 +121,22 @@ class PerResolutionMapping(MappingNetwork):
         return self.w_avg[self.level_of_ws]
 
 
+def check_psi(psi) -> float:
+    """Truncation psi must be a finite number: NaN or inf would turn every w (and image) into NaN."""
+    try:
+        value = float(psi)
+    except (TypeError, ValueError):
+        raise ValueError(f"truncation psi must be a number, got {psi!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"truncation psi must be a finite number, got {psi!r}: NaN or inf makes every image "
+                         "NaN. Use e.g. 1 (no truncation), 0.7, or 0 (the average face)")
+    return value
+
+
 def truncate(ws: torch.Tensor, w_avg_per_ws: torch.Tensor, psi: float,
              cutoff: int | None = None) -> torch.Tensor:
-    """w_avg + psi (w - w_avg) on the first `cutoff` ws (all if None). Any real psi is allowed."""
-    if psi == 1:
+    """w_avg + psi (w - w_avg) on the first `cutoff` ws (all if None). Any finite real psi is allowed."""
+    if check_psi(psi) == 1:
         return ws
     avg = w_avg_per_ws.to(ws.dtype).unsqueeze(0)
     if cutoff is None:
@@ -126,22 +146,26 @@ def truncate(ws: torch.Tensor, w_avg_per_ws: torch.Tensor, psi: float,
     return ws
 
 
-def modulated_conv2d(x, weight, styles, demodulate=True, up=1, filt=None, padding=0):
-    """StyleGAN2 modulated convolution, in its non-fused form (scale input, shared conv, scale output).
+def modulated_conv2d(x, weight, styles, demodulate=True, up=1, filt=None, padding=0, noise=None):
+    """StyleGAN2 modulated convolution, in its non-fused form (scale the input, one shared
+    convolution, scale the output), as StyleGAN2-ADA runs it in training.
 
-    Equivalent to the per-sample-weight grouped conv but a single ordinary conv, which is faster
-    on CPU and for training on GPU.
+    In fp16 the weights and styles are first divided by their largest magnitude, which the
+    demodulation cancels exactly and which keeps the per-sample weights within fp16's range
+    (StyleGAN2-ADA `modulated_conv2d`).
     """
     b = x.shape[0]
-    out_ch, in_ch, kh, kw = weight.shape
+    if x.dtype == torch.float16 and demodulate:
+        weight = weight * (1 / math.sqrt(weight[0].numel()) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
+        styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
     x = x * styles.to(x.dtype).reshape(b, -1, 1, 1)
-    if up > 1:
-        x = upsample2d(x, filt, up)
-    x = F.conv2d(x, weight.to(x.dtype), padding=padding)
+    x = conv2d_resample(x, weight.to(x.dtype), filt, up=up, padding=padding)
     if demodulate:
         w = weight.unsqueeze(0) * styles.reshape(b, 1, -1, 1, 1)        # [B, O, I, k, k]
         dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()        # [B, O]
         x = x * dcoefs.to(x.dtype).reshape(b, -1, 1, 1)
+    if noise is not None:
+        x = x + noise.to(x.dtype)
     return x
 
 
@@ -159,13 +183,13 @@ class SynthesisLayer(nn.Module):
 
     def forward(self, x, w, noise_mode="random", gain=1.0):
         styles = self.affine(w)
-        x = modulated_conv2d(x, self.weight * self.weight_gain, styles, up=self.up,
-                             filt=self.filter, padding=1)
+        noise = None
         if noise_mode == "random":
-            noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device, dtype=x.dtype)
-            x = x + noise * self.noise_strength.to(x.dtype)
+            noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device) * self.noise_strength
         elif noise_mode == "const":
-            x = x + (self.noise_const * self.noise_strength).to(x.dtype)
+            noise = self.noise_const * self.noise_strength
+        x = modulated_conv2d(x, self.weight * self.weight_gain, styles, up=self.up, filt=self.filter, padding=1,
+                             noise=noise)
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return bias_act(x, self.bias, act="lrelu", gain=gain, clamp=clamp)
 
@@ -186,11 +210,12 @@ class ToRGB(nn.Module):
 
 
 class SynthesisBlock(nn.Module):
-    """One resolution: (const input at 4 px | upsampling conv0), conv1, toRGB added to the upsampled skip image."""
+    """One resolution: (const input at 4 px | upsampling conv0), conv1, toRGB added to the upsampled skip
+    image. `reduced`: the convolutions run in the network's reduced precision; the skip image is fp32."""
 
-    def __init__(self, in_ch, out_ch, w_dim, resolution, conv_clamp):
+    def __init__(self, in_ch, out_ch, w_dim, resolution, conv_clamp, reduced: bool = False):
         super().__init__()
-        self.resolution = resolution
+        self.resolution, self.reduced = resolution, reduced
         if resolution == 4:
             self.const = nn.Parameter(torch.randn(out_ch, 4, 4))
             self.conv0 = None
@@ -201,40 +226,46 @@ class SynthesisBlock(nn.Module):
         self.register_buffer("filter", fir_filter())
         self.num_conv = 1 if resolution == 4 else 2
 
-    def forward(self, x, img, block_ws, noise_mode):
+    def forward(self, x, img, block_ws, noise_mode, dtype=torch.float32, memory_format=torch.contiguous_format):
         ws = block_ws.unbind(dim=1)
         if self.conv0 is None:
-            x = self.const.to(block_ws.dtype).unsqueeze(0).repeat(block_ws.shape[0], 1, 1, 1)
-            x = self.conv1(x, ws[0], noise_mode)
+            x = self.const.to(dtype).unsqueeze(0).repeat(block_ws.shape[0], 1, 1, 1)
+            x = self.conv1(x.contiguous(memory_format=memory_format), ws[0], noise_mode)
         else:
-            x = self.conv0(x, ws[0], noise_mode)
+            x = self.conv0(x.to(dtype).contiguous(memory_format=memory_format), ws[0], noise_mode)
             x = self.conv1(x, ws[1], noise_mode)
         if img is not None:
             img = upsample2d(img, self.filter, 2)
-        y = self.torgb(x, ws[self.num_conv]).float()
+        y = self.torgb(x, ws[self.num_conv]).to(torch.float32, memory_format=torch.contiguous_format)
         img = y if img is None else img + y
         return x, img
 
 
-class SynthesisNetwork(nn.Module):
+class SynthesisNetwork(MixedPrecisionModule):
     def __init__(self, cfg: GeneratorConfig, resolution: int):
         super().__init__()
         self.resolution = resolution
         self.num_ws = num_ws_for(resolution)
+        self.reduced_from = reduced_from_resolution(resolution, cfg.num_reduced_res)
         self.blocks = nn.ModuleList()
         for log_r in range(2, int(math.log2(resolution)) + 1):
             r = 2 ** log_r
             in_ch = channels_at(r // 2, cfg.channel_base, cfg.channel_max) if r > 4 else 0
             out_ch = channels_at(r, cfg.channel_base, cfg.channel_max)
-            self.blocks.append(SynthesisBlock(in_ch, out_ch, cfg.w_dim, r, cfg.conv_clamp))
+            self.blocks.append(SynthesisBlock(in_ch, out_ch, cfg.w_dim, r, cfg.conv_clamp,
+                                              reduced=r >= self.reduced_from))
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "random") -> torch.Tensor:
         if noise_mode not in ("random", "const", "none"):
             raise ValueError(f"noise_mode must be random, const or none, not {noise_mode!r}")
+        ws = ws.float()
         x = img = None
         idx = 0
         for block in self.blocks:
-            x, img = block(x, img, ws.narrow(1, idx, block.num_conv + 1), noise_mode)
+            dtype = self.block_dtype(block.reduced)
+            with compute_region(dtype, ws.device.type):
+                x, img = block(x, img, ws.narrow(1, idx, block.num_conv + 1), noise_mode, dtype,
+                               self.memory_format(dtype))
             idx += block.num_conv
         return img
 

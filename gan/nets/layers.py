@@ -88,13 +88,44 @@ class FullyConnected(nn.Module):
         return bias_act(x.matmul(w.t()), b, act=self.act)
 
 
+def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = None, up: int = 1,
+                    down: int = 1, padding: int = 0) -> torch.Tensor:
+    """Convolution with optional up- or downsampling by the FIR filter `f`, padding `padding` applied
+    once, in the coordinates of the upsampled image (StyleGAN2-ADA `conv2d_resample`).
+
+    up > 1: a stride-`up` transposed convolution at the input resolution followed by the filter. The
+      kernel is applied as a true convolution there (StyleGAN2-ADA's `flip_weight=False` for up=2),
+      and zero padding is applied before filtering, so the border pixels equal the official layer's.
+      It costs k*k*Cin*Cout MACs per *input* pixel, a quarter of filtering first and convolving at the
+      upsampled resolution.
+    down > 1: filter, then a strided valid convolution (1x1 kernels: filter-and-subsample first).
+    Otherwise a plain correlation (`F.conv2d`) with `padding`.
+    """
+    kh, kw = w.shape[2], w.shape[3]
+    fw = 0 if f is None else f.shape[-1]
+    if up > 1:
+        if f is None or kh != kw:
+            raise ValueError("upsampling needs a filter and a square kernel")
+        p0 = padding + (fw + up - 1) // 2 - (kw - 1)
+        p1 = padding + (fw - up) // 2 - (kw - up)
+        x = F.conv_transpose2d(x, w.transpose(0, 1), stride=up)
+        return upfirdn2d(x, f, pad=(p0, p1, p0, p1), gain=up ** 2)
+    if down > 1:
+        p0 = padding + (fw - down + 1) // 2
+        p1 = padding + (fw - down) // 2
+        if kw == 1:
+            return F.conv2d(upfirdn2d(x, f, down=down, pad=(p0, p1, p0, p1)), w)
+        return F.conv2d(upfirdn2d(x, f, pad=(p0, p1, p0, p1)), w, stride=down)
+    return F.conv2d(x, w, padding=padding)
+
+
 class Conv2dLayer(nn.Module):
-    """Equalised-lr conv with optional FIR up/down-sampling, bias and activation (discriminator)."""
+    """Equalised-lr conv with optional FIR downsampling, bias and activation (discriminator)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int, bias: bool = True,
-                 act: str = "linear", up: int = 1, down: int = 1, conv_clamp: float | None = None):
+                 act: str = "linear", down: int = 1, conv_clamp: float | None = None):
         super().__init__()
-        self.act, self.up, self.down, self.conv_clamp = act, up, down, conv_clamp
+        self.act, self.down, self.conv_clamp = act, down, conv_clamp
         self.kernel = kernel
         self.register_buffer("filter", fir_filter())
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel, kernel))
@@ -102,19 +133,8 @@ class Conv2dLayer(nn.Module):
         self.weight_gain = 1 / math.sqrt(in_channels * kernel * kernel)
 
     def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
-        w = self.weight.to(x.dtype) * self.weight_gain
-        if self.up > 1:
-            x = upsample2d(x, self.filter, self.up)
-        if self.down > 1 and self.kernel > 1:
-            # Blur, then a strided valid conv: output is exactly input / down.
-            fw, k = self.filter.shape[-1], self.kernel
-            p = (fw - self.down) + (k - 1)
-            x = upfirdn2d(x, self.filter, pad=((p + 1) // 2, p // 2, (p + 1) // 2, p // 2))
-            x = F.conv2d(x, w, stride=self.down)
-        elif self.down > 1:
-            x = F.conv2d(downsample2d(x, self.filter, self.down), w)
-        else:
-            x = F.conv2d(x, w, padding=self.kernel // 2)
+        w = (self.weight * self.weight_gain).to(x.dtype)
+        x = conv2d_resample(x, w, self.filter, down=self.down, padding=self.kernel // 2)
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return bias_act(x, self.bias, act=self.act, gain=gain, clamp=clamp)
 

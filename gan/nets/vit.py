@@ -11,6 +11,11 @@
   `parametrizations.weight.original`, the forward uses sigma(W_init) * W / sigma(W) with one
   power iteration per training forward.
 - Pre-LN transformer blocks, a class token and a learned position embedding.
+- Minibatch standard deviation (StyleGAN2's epilogue, on by default as in the ResNet D) appended to
+  the class token's features before the head, so both discriminators can see a lack of variety.
+- Mixed precision: the patch embedding and the first `num_reduced_blocks` blocks run their matmuls
+  in the reduced type (autocast); the residual stream, the final norm, minibatch-std and the head
+  stay fp32, as do ISN's sigma and the attention distances.
 """
 from __future__ import annotations
 
@@ -20,6 +25,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ..config import ViTDConfig, vit_patch_geometry
+from ..precision import MixedPrecisionModule, compute_region
+from .resnet import MinibatchStd
 
 
 class ImprovedSpectralNorm(nn.Module):
@@ -38,7 +45,7 @@ class ImprovedSpectralNorm(nn.Module):
         self.register_buffer("v", v.clone())
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(weight.device.type, enabled=False):  # sigma in fp32 even under AMP
+        with compute_region(torch.float32, weight.device.type):  # sigma in fp32 even under autocast
             return self._normalise(weight.float())
 
     def _normalise(self, weight: torch.Tensor) -> torch.Tensor:
@@ -73,7 +80,7 @@ class L2Attention(nn.Module):
         b, n, _ = x.shape
         qk = self.to_qk(x).reshape(b, n, self.heads, self.d_head).transpose(1, 2)  # [B, H, N, d]
         v = self.to_v(x).reshape(b, n, self.heads, self.d_head).transpose(1, 2)
-        with torch.autocast(x.device.type, enabled=False):
+        with compute_region(torch.float32, x.device.type):
             # fp32: |q|^2 + |k|^2 - 2 q.k cancels badly in bf16 for nearby tokens.
             qk = qk.float()
             sq = qk.square().sum(-1)
@@ -94,11 +101,12 @@ class Block(nn.Module):
                                  isn(nn.Linear(hidden, dim)), nn.Dropout(dropout))
 
     def forward(self, x):
+        # x is fp32: adding the (possibly reduced-precision) branch outputs keeps the residual stream fp32.
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
 
 
-class ViTDiscriminator(nn.Module):
+class ViTDiscriminator(MixedPrecisionModule):
     def __init__(self, cfg: ViTDConfig, resolution: int):
         super().__init__()
         self.patch, self.extend = vit_patch_geometry(cfg, resolution)
@@ -112,13 +120,23 @@ class ViTDiscriminator(nn.Module):
         self.pos_embed = nn.Parameter(torch.randn(1, self.num_patches + 1, cfg.dim) * 0.02)
         self.dropout = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg.dim, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.depth))
+        self.num_reduced_blocks = cfg.depth if cfg.num_reduced_blocks < 0 else min(cfg.num_reduced_blocks, cfg.depth)
         self.norm = nn.LayerNorm(cfg.dim)
-        self.head = nn.Linear(cfg.dim, 1)
+        self.mbstd = MinibatchStd(cfg.mbstd_group, cfg.mbstd_channels) if cfg.mbstd_group > 0 else None
+        self.head = nn.Linear(cfg.dim + (cfg.mbstd_channels if self.mbstd is not None else 0), 1)
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
-        x = self.patch_embed(img).flatten(2).transpose(1, 2)          # [B, N, dim]
-        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1)
-        x = self.dropout(x + self.pos_embed.to(x.dtype))
-        for block in self.blocks:
-            x = block(x)
-        return self.head(self.norm(x[:, 0])).squeeze(1)
+        device_type = img.device.type
+        dtype = self.block_dtype(self.num_reduced_blocks > 0)
+        with compute_region(dtype, device_type):
+            x = self.patch_embed(img.to(dtype)).flatten(2).transpose(1, 2).float()      # [B, N, dim]
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+        x = self.dropout(x + self.pos_embed)
+        for i, block in enumerate(self.blocks):
+            with compute_region(self.block_dtype(i < self.num_reduced_blocks), device_type):
+                x = block(x)
+        with compute_region(torch.float32, device_type):
+            features = self.norm(x[:, 0].float())
+            if self.mbstd is not None:
+                features = self.mbstd(features[:, :, None, None]).flatten(1)
+            return self.head(features).squeeze(1)

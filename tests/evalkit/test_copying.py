@@ -53,6 +53,39 @@ def test_float32_blocks_as_used_on_a_gpu_give_the_same_neighbours():
     np.testing.assert_allclose(nb.distances, dist, rtol=1e-12)  # recomputed exactly in float64
 
 
+def _near_ties(seed: int = 11):
+    """Two clusters far from the reference mean (centring cannot help) holding rows 1e-3 apart, so
+    float32 block distances (|q|^2 ~ 4e6, rounding ~0.2) cannot rank them; float64 differences can."""
+    rng = np.random.default_rng(seed)
+    centres = np.zeros((2, 24))
+    centres[:, 0] = [-1000.0, 1000.0]
+    r = centres[rng.integers(2, size=300)] + 1e-3 * rng.standard_normal((300, 24))
+    q = r[rng.integers(300, size=40)] + 1e-4 * rng.standard_normal((40, 24))
+    return q, r
+
+
+def test_float32_candidate_selection_is_exact_for_near_ties():
+    q, r = _near_ties()
+    idx, dist = _brute_force(q, r, 3)
+    for chunk in (32, 4096):
+        nb = copying.nearest_neighbours(q, r, k=3, device=CPU, chunk=chunk, dtype=torch.float32)
+        np.testing.assert_array_equal(nb.indices, idx)
+        np.testing.assert_allclose(nb.distances, dist, rtol=1e-9)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_nearest_neighbours_on_cuda_equal_the_cpu_exactly():
+    q, r = _near_ties(12)
+    rng = np.random.default_rng(3)
+    for qq, rr in ((q, r), (rng.standard_normal((500, 2048)).astype(np.float32),
+                            rng.standard_normal((3000, 2048)).astype(np.float32))):
+        on_cpu = copying.nearest_neighbours(qq, rr, k=5, device=CPU, chunk=1024)
+        on_gpu = copying.nearest_neighbours(qq, rr, k=5, device="cuda", chunk=1024)
+        np.testing.assert_array_equal(on_gpu.indices, on_cpu.indices)
+        np.testing.assert_array_equal(on_gpu.distances, on_cpu.distances)
+
+
 def test_leave_one_out_neighbours_and_exact_copies():
     rng = np.random.default_rng(1)
     r = rng.standard_normal((120, 8)) * 3 + 1000.0  # large offset: the mm formula alone would lose copies

@@ -73,8 +73,33 @@ def test_resize_is_clean_fids(shape):
     ours_pil = resize_pil(img)
     ours_torch = resize_torch(torch.from_numpy(img).permute(2, 0, 1)[None])[0].numpy()
     assert np.array_equal(ours_pil, reference)
-    # the device-side resize reproduces PIL's coefficients; float64 accumulation makes it bit-exact on CPU
-    assert np.abs(ours_torch - reference).max() <= 1e-3
+    assert np.array_equal(ours_torch, reference)   # the device-side resize too, bit for bit
+
+
+@pytest.mark.parametrize("shape", [(1024, 1024), (256, 256), (512, 384), (37, 301), (300, 299), (299, 64)])
+def test_resize_torch_is_bit_exact_with_resize_pil(shape):
+    """Same coefficients, same tap order, same roundings: equal floats at every pixel, for down- and
+    upscaling and for one unchanged axis. uint8 and float inputs alike."""
+    rng = np.random.default_rng(sum(shape))
+    imgs = rng.integers(0, 256, size=(2, *shape, 3), dtype=np.uint8)
+    batch = torch.from_numpy(imgs).permute(0, 3, 1, 2)
+    ours = resize_torch(batch).numpy()
+    for i, img in enumerate(imgs):
+        expected = resize_pil(img)
+        assert ours[i].dtype == expected.dtype == np.float32
+        assert np.array_equal(ours[i], expected), f"{np.count_nonzero(ours[i] != expected)} values differ"
+    np.testing.assert_array_equal(resize_torch(batch.float()).numpy(), ours)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_resize_on_cuda_is_bit_exact_with_resize_pil():
+    rng = np.random.default_rng(5)
+    for shape in ((1024, 1024), (256, 256), (48, 80)):
+        imgs = rng.integers(0, 256, size=(4, *shape, 3), dtype=np.uint8)
+        ours = resize_torch(torch.from_numpy(imgs).cuda().permute(0, 3, 1, 2)).cpu().numpy()
+        for i, img in enumerate(imgs):
+            assert np.array_equal(ours[i], resize_pil(img))
 
 
 def test_resize_matrix_rows_sum_to_one_and_antialias():

@@ -70,3 +70,19 @@ def tiny_run(tmp_path_factory, toy_data):
     captured = {}
     train(cfg, run_dir, progress=False, device="cpu", on_step=lambda t: captured.update(trainer=t))
     return run_dir, captured["trainer"], cfg
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: needs a CUDA GPU; skipped without one (python -m bench gpu runs them)")
+
+
+def gan_cli(argv, capsys) -> tuple[int, str, str]:
+    """Run `gan ARGV` in this process as the console script would: (exit code, stdout, stderr)."""
+    from gan.cli import main
+
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as stop:  # argparse's usage errors
+        code = stop.code
+    out, err = capsys.readouterr()
+    return code, out, err

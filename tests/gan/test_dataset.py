@@ -1,6 +1,7 @@
 """`gan dataset` / `gan avatars`, and the checks on training data."""
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import zipfile
@@ -12,6 +13,8 @@ from PIL import Image
 
 from gan.cli import main as gan_main
 from gan.dataset import load_image_folder, prepare_dataset
+
+from .conftest import gan_cli
 
 
 def make_messy_source(folder):
@@ -97,13 +100,56 @@ def _one(tmp_path):
 
 
 def test_cli_reports_bad_resolution(tmp_path, capsys):
-    assert gan_main(["dataset", str(tmp_path), str(tmp_path / "o"), "--res", "100"]) == 2
-    assert "not a power of two" in capsys.readouterr().err
+    code, _, err = gan_cli(["dataset", tmp_path, tmp_path / "o", "--res", "100"], capsys)
+    assert code == 2 and "100 is not a power of two" in err
     data = _one(tmp_path)
-    with pytest.raises(SystemExit, match="resolution 24 is not a power of two"):
-        gan_main(["train", "--data", str(data), "--out", str(tmp_path / "r"), "--res", "24",
-                  "--preset", "cpu-tiny"])
+    code, _, err = gan_cli(["train", "--data", data, "--out", tmp_path / "r", "--res", "24", "--preset", "cpu-tiny"],
+                           capsys)
+    assert code == 2 and "24 is not a power of two" in err
     assert not (tmp_path / "r").exists()
+
+
+def _zip_with_a_damaged_member(path, good: int = 2):
+    """A zip whose last member's stored CRC does not match its data (as a torn download leaves it)."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for i in range(good + 1):
+            buf = io.BytesIO()
+            Image.new("RGB", (32, 32), (40 * i, 80, 160)).save(buf, format="PNG")
+            zf.writestr(f"{i:06d}.png", buf.getvalue())
+    raw = bytearray(path.read_bytes())
+    entry = raw.rindex(b"PK\x01\x02")          # central-directory entry of the last member: CRC at offset 16
+    raw[entry + 16] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+def test_a_damaged_zip_member_is_rejected_and_the_rest_kept(tmp_path, capsys):
+    archive = tmp_path / "corrupt.zip"
+    _zip_with_a_damaged_member(archive)
+    code, out, err = gan_cli(["dataset", archive, tmp_path / "ds", "--res", "32", "--quiet"], capsys)
+    assert code == 0, err
+    assert "kept 2 images" in out and "rejected 000002.png: damaged zip member (Bad CRC-32" in out
+    assert sorted(p.name for p in (tmp_path / "ds").iterdir()) == ["000000.png", "000001.png", "dataset.json"]
+
+
+def test_a_zip_with_nothing_usable_leaves_nothing_behind(tmp_path, capsys):
+    archive = tmp_path / "corrupt.zip"
+    _zip_with_a_damaged_member(archive, good=0)
+    code, _, err = gan_cli(["dataset", archive, tmp_path / "ds", "--res", "32", "--quiet"], capsys)
+    assert code == 1 and "Traceback" not in err
+    assert "no usable images" in err and "000000.png: damaged zip member" in err
+    assert not (tmp_path / "ds").exists() and not list(tmp_path.glob(".ds*"))
+
+
+def test_an_empty_source_folder_leaves_no_dataset_json_so_the_rerun_works(tmp_path, capsys):
+    src, out = tmp_path / "empty", tmp_path / "ds"
+    src.mkdir()
+    code, _, err = gan_cli(["dataset", src, out, "--res", "16", "--quiet"], capsys)
+    assert code == 1 and "no usable images" in err and "run the same command again" in err
+    assert not out.exists()
+    Image.new("RGB", (16, 16), (1, 2, 3)).save(src / "a.png")
+    code, out_text, err = gan_cli(["dataset", src, out, "--res", "16", "--quiet", "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out_text)["count"] == 1
 
 
 def test_avatars_are_deterministic(tmp_path):

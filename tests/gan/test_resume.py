@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from gan.checkpoint import read_metadata
 from gan.cli import main as gan_main
 from gan.train import train
 
-from .conftest import tiny_config
+from .conftest import gan_cli, tiny_config
 
 FLAGS = ["--preset", "cpu-tiny", "--res", "16", "--batch", "4", "--z-dim", "32", "--w-dim", "32",
          "--cmax", "32", "--d-cmax", "32", "--gamma", "0.05", "--pl-weight", "1", "--aug-p", "0.2",
@@ -78,10 +79,10 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path, toy_data, disc):
 def test_resume_into_a_different_config_is_refused(tiny_run, capsys):
     run_dir = tiny_run[0]
     before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*")}
-    with pytest.raises(SystemExit, match=r"cannot change the run's configuration.*train.batch: 4 vs 8"):
-        gan_main(["train", "--resume", str(run_dir), "--batch", "8"])
-    with pytest.raises(SystemExit, match="disc: 'resnet' vs 'vit'"):
-        gan_main(["train", "--resume", str(run_dir), "--disc", "vit"])
+    code, _, err = gan_cli(["train", "--resume", run_dir, "--batch", "8"], capsys)
+    assert code == 2 and re.search(r"cannot change the run's configuration.*train.batch: 4 vs 8", err)
+    code, _, err = gan_cli(["train", "--resume", run_dir, "--disc", "vit"], capsys)
+    assert code == 2 and "disc: 'resnet' vs 'vit'" in err
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*")} == before  # nothing touched
 
 
