@@ -72,10 +72,6 @@ def tiny_run(tmp_path_factory, toy_data):
     return run_dir, captured["trainer"], cfg
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "cuda: needs a CUDA GPU; skipped without one (python -m bench gpu runs them)")
-
-
 def gan_cli(argv, capsys) -> tuple[int, str, str]:
     """Run `gan ARGV` in this process as the console script would: (exit code, stdout, stderr)."""
     from gan.cli import main
