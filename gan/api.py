@@ -21,13 +21,15 @@ import torch
 from harness_base.errors import HarnessError
 
 from . import checkpoint as ckpt
+from .checkpoint import CheckpointError
 from .config import RunConfig
 from .nets import build_generator
 from .nets.generator import z_for_seeds as _z_for_seeds
 from .sample import synthesize
 
-__all__ = ["Run", "RunError", "CheckpointError", "Snapshot", "LoadedGenerator", "is_run_dir", "is_checkpoint", "checkpoint_kimg",
-           "checkpoint_config", "list_snapshots", "read_run_config", "resolve_checkpoint", "load_generator"]
+__all__ = ["Run", "RunError", "CheckpointError", "Snapshot", "LoadedGenerator", "is_run_dir", "is_checkpoint",
+           "checkpoint_kimg", "checkpoint_config", "checkpoint_record", "network_summary", "list_snapshots",
+           "read_run_config", "resolve_checkpoint", "load_generator"]
 
 RUN_CONFIG = "config.json"
 CHECKPOINTS = "checkpoints"
@@ -35,10 +37,6 @@ CHECKPOINTS = "checkpoints"
 
 class RunError(HarnessError, FileNotFoundError):
     """A run dir or checkpoint path that cannot be used as given (the message says why and what to do)."""
-
-
-class CheckpointError(HarnessError, ValueError):
-    """A file that is not a checkpoint this version of gan can read."""
 
 
 @dataclass(frozen=True)
@@ -62,12 +60,27 @@ def checkpoint_kimg(path: str | Path) -> float | None:
 
 def checkpoint_config(path: str | Path) -> dict:
     """The run configuration stored in a checkpoint's header (the file describes itself)."""
+    return checkpoint_record(path)["config"]
+
+
+def checkpoint_record(path: str | Path) -> dict:
+    """What a checkpoint says about its run: 'config' (every setting), 'state' (images seen, ADA p,
+    ...) and 'resolved' (what the run resolved to on its machine: device, precision of each part,
+    and per network its kind, parameter count and learning rate under 'networks')."""
     try:
-        return ckpt.read_metadata(path)["config"]
+        meta = ckpt.read_metadata(path)
     except FileNotFoundError as err:
         raise RunError(str(err)) from None
-    except ValueError as err:
-        raise CheckpointError(str(err)) from None
+    return {key: meta[key] for key in ("config", "state", "resolved")}
+
+
+def network_summary(path: str | Path) -> dict:
+    """Per network ('G', 'D'): kind, parameter count and learning rate, from a checkpoint."""
+    record = checkpoint_record(path)
+    networks = record["resolved"].get("networks", {})
+    config = record["config"]
+    disc = networks.get("D", {})
+    return {"G": networks.get("G", {}), "D": {"kind": disc.get("kind", config.get("disc")), **disc}}
 
 
 @dataclass(frozen=True)
@@ -191,10 +204,7 @@ class LoadedGenerator:
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> LoadedGenerator:
     """Load the EMA generator of a checkpoint file or run dir (latest snapshot), in fp32 eval mode."""
     path = resolve_checkpoint(path)
-    try:
-        meta = ckpt.read_metadata(path)
-    except ValueError as exc:
-        raise CheckpointError(str(exc)) from None
+    meta = ckpt.read_metadata(path)
     try:
         cfg = RunConfig.from_dict(meta["config"])
     except (TypeError, ValueError) as exc:
@@ -204,6 +214,8 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Load
         G = build_generator(cfg)
     try:
         ckpt.load_module(G, path, "G_ema")
+    except CheckpointError:
+        raise
     except ValueError as exc:
         raise CheckpointError(str(exc)) from None
     G = G.to(device).eval().requires_grad_(False)
