@@ -212,7 +212,7 @@ def design_text_warnings(config: "StudyConfig") -> list[str]:
 
 
 DEFAULT_CONSENT_ITEMS = [
-    "I have read the information above about the purpose, procedure, duration, risks and data use of this research study.",
+    "I have read the information on the previous page about the purpose, procedure, duration, risks and data use of this research study.",
     "I understand that taking part is voluntary and that I can stop at any time without giving a reason and without penalty.",
     "I understand how to withdraw my answers during the study and afterwards with my deletion code.",
     RANDOM_CODE_CONSENT,

@@ -145,8 +145,8 @@ PARTICIPANT_CODEBOOK: dict[str, str] = {
     "n_trials": "Trials in the participant's plan: practice, main and attention.",
     "answered": "Trials answered so far.",
     "main_trials": "Main trials answered.",
-    "main_correct": "Main trials answered correctly.",
-    "main_accuracy": "main_correct / main_trials; empty before the first main trial.",
+    "main_correct": "Main trials answered correctly (pairwise design: 0, its main trials have no right answer).",
+    "main_accuracy": "main_correct / main_trials; empty before the first main trial, and in the pairwise design.",
     "attention_trials": "Attention checks answered.",
     "attention_correct": "Attention checks answered correctly.",
     "consented_at": CODEBOOK["consented_at"],
@@ -300,7 +300,7 @@ def codebook_markdown(include_platform_ids: bool = False, design: str = "paired"
 
 
 def participant_records(participant_rows: list[dict], trial_rows: list[dict], excluded: dict[int, str],
-                        include_platform_ids: bool = False) -> list[dict]:
+                        include_platform_ids: bool = False, design: str = "paired") -> list[dict]:
     """Storage rows (StudyStore.participant_rows, .trial_rows) turned into one record per participant
     with exactly PARTICIPANT_CODEBOOK's columns (and platform_id on request). Answers of a participant
     missing from `participant_rows` (withdrawn between the two reads) are left out."""
@@ -319,7 +319,8 @@ def participant_records(participant_rows: list[dict], trial_rows: list[dict], ex
     for r in participant_rows:
         c = counts[r["participant"]]
         record = {**r, **c, "conditions": ";".join(r["conditions"]),
-                  "main_accuracy": c["main_correct"] / c["main_trials"] if c["main_trials"] else None,
+                  "main_accuracy": c["main_correct"] / c["main_trials"] if c["main_trials"] and design != "pairwise"
+                  else None,
                   "excluded": r["participant"] in excluded, "exclusion_reason": excluded.get(r["participant"], "")}
         out.append({col: _cell(record.get(col)) for col in columns})
     return out

@@ -590,6 +590,12 @@ class StudyStore:
             return True
         return self._write(write)
 
+    def views(self, token: str, trial_index: int) -> int:
+        """How often the trial has been put on screen so far."""
+        with self._read() as conn:
+            row = conn.execute(_ANSWER_STATE, {"token": token, "trial": trial_index}).first()
+        return 0 if row is None else int(row.views)
+
     def record_view(self, token: str, trial_index: int) -> bool:
         """The trial is being put on screen (again): counted in its answer's `views`."""
         return self._trial_event(token, trial_index, "view")

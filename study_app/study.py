@@ -35,7 +35,7 @@ DB_URL_ENV = "STUDY_APP_DB"
 STUDY_DIR_ENV = "STUDY_APP_DIR"
 # Nominal on-screen width of one image slot in CSS px (a 1280-px window, Streamlit's centred
 # layout): what init's warning about small, much enlarged images assumes.
-NOMINAL_SLOT_PX = {"paired": 340, "pairwise": 340, "single": 440}
+NOMINAL_SLOT_PX = {"paired": 340, "pairwise": 340, "single": 448}
 
 
 class FingerprintMismatch(HarnessError):
@@ -226,7 +226,7 @@ class Study:
         (export.PARTICIPANT_CODEBOOK's columns, export.COLUMN_TYPES' dtypes)."""
         trial_rows = self.store.trial_rows()
         records = export.participant_records(self.store.participant_rows(), trial_rows, self._excluded(trial_rows),
-                                             include_platform_ids)
+                                             include_platform_ids, design=self.config.design.kind)
         return export.to_frame(records, export.participant_columns(include_platform_ids))
 
     def export_csv(self, include_platform_ids: bool = False) -> str:

@@ -32,7 +32,10 @@ export default function (component) {
   // Reruns re-invoke this function; the same trial must keep its clock and its one answer.
   // Streamlit keeps only the latest call's cleanup, so a rerun hands back the one of the first call.
   if (existing && existing.dataset.trial === String(data.trial)) return existing.studyCleanup;
-  if (existing) existing.remove();
+  if (existing) {           // another trial in the same place: its listeners go with it
+    existing.studyCleanup();
+    existing.remove();
+  }
 
   const paired = data.images.length === 2;
   const t = data.texts;
@@ -80,11 +83,14 @@ export default function (component) {
     });
   };
   const onKey = (event) => {
+    if (!box.isConnected) { box.studyCleanup(); return; }
     if (!(event.key in keys) || event.ctrlKey || event.metaKey || event.altKey) return;
     const target = event.composedPath ? event.composedPath()[0] : event.target;
     if (target && (target.isContentEditable || ['INPUT', 'TEXTAREA', 'SELECT'].includes(target.tagName))) return;
     event.preventDefault();
-    event.stopImmediatePropagation();   // R would also make Streamlit rerun the page
+    // R would also make Streamlit rerun the page. Not stopImmediatePropagation: a newer trial's listener on
+    // window must still see the key.
+    event.stopPropagation();
     if (event.repeat || event.studyHeld) return;   // held down, not pressed anew
     answer(keys[event.key]);
   };
@@ -95,10 +101,11 @@ export default function (component) {
 
   // -- size: an integer number of device pixels per image pixel ------------------------------------
   const BELOW = paired ? 112 : 124;   // px under the images: answer button(s), the notice line, margins
+  const SINGLE_MAX_CSS_PX = 448;      // one image alone would otherwise fill the column
   const layout = () => {
     const dpr = window.devicePixelRatio || 1;
     const gap = paired ? parseFloat(getComputedStyle(box.querySelector('.imgs')).columnGap) || 0 : 0;
-    const width = (box.clientWidth - gap) / data.images.length;
+    const width = paired ? (box.clientWidth - gap) / 2 : Math.min(box.clientWidth, SINGLE_MAX_CSS_PX);
     const top = box.getBoundingClientRect().top + window.scrollY;
     const height = Math.max(0, window.innerHeight - top - BELOW);
     const w = Math.max(...data.images.map((im) => im.width)), h = Math.max(...data.images.map((im) => im.height));
@@ -176,6 +183,8 @@ export default function (component) {
     window.addEventListener('resize', waitResize);
   };
 
+  // Sized before the images arrive: grey placeholders hold the buttons where they will stay.
+  applyLayout(layout() || { scale: 1, dpr: window.devicePixelRatio || 1 });
   Promise.all(data.images.map((im) => load(im.src))).then((images) => whenBigEnough(() => {
     applyLayout(layout() || { scale: 1, dpr: window.devicePixelRatio || 1 });
     requestAnimationFrame(() => {

@@ -468,7 +468,8 @@ def main() -> None:
             if feedback and feedback["token"] == token and feedback["index"] == state.answered - 1:
                 show_notice()
                 screen_feedback(token, state, feedback)
-            elif practice_total and state.answered == practice_total and not ss.get(f"main-intro-{token}"):
+            elif (practice_total and state.answered == practice_total and not ss.get(f"main-intro-{token}")
+                  and not store.views(token, practice_total)):   # a reload on the first main trial stays there
                 show_notice()
                 screen_main_intro(token, len(state.plan) - practice_total)
             else:
@@ -490,6 +491,10 @@ def main() -> None:
         screen_briefing()
 
 
+# Less empty space above the content, and titles that fit a phone: the trial sizes its images to the room
+# left in the window, so every pixel Streamlit's default top padding takes is one the images lose.
+st.html("<style>[data-testid='stMainBlockContainer'] { padding-top: 2.5rem; }"
+        " [data-testid='stMainBlockContainer'] h1 { font-size: clamp(1.6rem, 5vw, 2.4rem); }</style>")
 connection_watch()
 try:
     main()

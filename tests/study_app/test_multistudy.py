@@ -265,8 +265,10 @@ def test_a_participant_of_the_second_study_resumes_after_a_reload(make_study, se
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     token = browser_consent(page, base, f"/?study={b.name}")
     expect(page.get_by_text("Pair 1 of 3", exact=True)).to_be_visible()
+    left = page.get_by_role("button", name="Left is real")
+    expect(left).to_be_enabled()          # enabled on the first frame showing the images: the clock starts
     time.sleep(0.35)                      # longer than min_response_ms: a human-speed click
-    page.get_by_role("button", name="Left is real").click()
+    left.click()
     expect(page.get_by_text("Pair 2 of 3", exact=True)).to_be_visible()
 
     page.reload()

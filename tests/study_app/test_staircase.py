@@ -113,6 +113,7 @@ def test_fingerprint_unchanged_while_the_new_settings_are_at_their_defaults():
     # Fingerprints of the release before these settings existed (same config, computed with that code).
     plain = StudyConfig(conditions=[Condition(label="A")])
     plain.analysis.exclude_median_rt_below_ms = 0                    # that release's defaults
+    plain.consent_items[0] = plain.consent_items[0].replace("on the previous page", "above")
     plain.texts.withdrawal = plain.texts.withdrawal.replace(
         "send it to the researcher (the contact details are on this page), or enter it on the study page, and",
         "send it to the contact above (or enter it on the study page) and")
