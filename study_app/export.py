@@ -67,36 +67,37 @@ CODEBOOK: dict[str, str] = {
 
 EXCLUDED_WORDS = "1 if the pre-declared exclusion rule excludes the participant, else 0. The rule: {rule}."
 
-def _single_codebook() -> dict[str, str]:
-    """Single-image design: the pair columns give way to image / image_truth / answer / judged_real."""
-    words = {"rt_ms": CODEBOOK["rt_ms"].replace("the pair", "the image"),
-             "client_rt_ms": CODEBOOK["client_rt_ms"].replace("the pair", "the image"),
-             "exposure_ms": CODEBOOK["exposure_ms"].replace("the pair", "the image"),
-             "focus_losses": CODEBOOK["focus_losses"].replace("the pair", "the image"),
-             "shown_at": CODEBOOK["shown_at"].replace("the pair", "the image")}
+def _derived_codebook(replaced: dict[str, dict[str, str]], reworded: dict[str, str] | None = None) -> dict[str, str]:
+    """CODEBOOK with some columns replaced, in place, by other columns ({} drops one) and some
+    meanings reworded: how the other designs' codebooks are made from the paired one."""
     out = {}
     for column, meaning in CODEBOOK.items():
-        if column == "condition":
-            out[column] = ("Condition label (generator, checkpoint or truncation ψ) of the trial: for a generated "
-                           "image the condition it comes from; each condition also has its own block of real-image "
-                           "trials, which carry its label. Empty for attention checks.")
-        elif column == "trial_kind":
-            out[column] = ("practice (with feedback, never analysed), main, or attention (an obviously generated "
-                           "image, a scrambled copy of a real image; the right answer is fake).")
-        elif column == "real_image":
-            out["image"] = "Manifest id of the image shown."
-            out["image_truth"] = "What the image shown is: real, or fake (generated; attention checks: scrambled)."
-        elif column in ("fake_image", "real_side", "chose_fake"):
-            continue
-        elif column == "chosen_side":
-            out["answer"] = "The participant's answer: real, or fake (the button read 'Generated')."
-        elif column == "correct":
-            out[column] = "1 if the answer matches image_truth, else 0."
-            out["judged_real"] = ("1 if the participant answered real, else 0. Its mean is the fool rate on generated "
-                                  "images and the hit rate (1 − error) on real images.")
+        if column in replaced:
+            out.update(replaced[column])
         else:
-            out[column] = words.get(column, meaning)
+            out[column] = (reworded or {}).get(column, meaning)
     return out
+
+
+def _single_codebook() -> dict[str, str]:
+    """Single-image design: the pair columns give way to image / image_truth / answer / judged_real."""
+    reworded = {c: CODEBOOK[c].replace("the pair", "the image")
+                for c in ("rt_ms", "client_rt_ms", "exposure_ms", "focus_losses", "shown_at")}
+    return _derived_codebook({
+        "condition": {"condition": (
+            "Condition label (generator, checkpoint or truncation ψ) of the trial: for a generated image the "
+            "condition it comes from; each condition also has its own block of real-image trials, which carry its "
+            "label. Empty for attention checks.")},
+        "trial_kind": {"trial_kind": ("practice (with feedback, never analysed), main, or attention (an obviously "
+                                      "generated image, a scrambled copy of a real image; the right answer is fake).")},
+        "real_image": {"image": "Manifest id of the image shown.",
+                       "image_truth": "What the image shown is: real, or fake (generated; attention checks: scrambled)."},
+        "fake_image": {}, "real_side": {}, "chose_fake": {},
+        "chosen_side": {"answer": "The participant's answer: real, or fake (the button read 'Generated')."},
+        "correct": {"correct": "1 if the answer matches image_truth, else 0.",
+                    "judged_real": ("1 if the participant answered real, else 0. Its mean is the fool rate on "
+                                    "generated images and the hit rate (1 − error) on real images.")},
+    }, reworded)
 
 
 SINGLE_CODEBOOK: dict[str, str] = _single_codebook()
@@ -105,32 +106,21 @@ SINGLE_CODEBOOK: dict[str, str] = _single_codebook()
 def _pairwise_codebook() -> dict[str, str]:
     """Pairwise design: which of two generated images (two conditions) looks more real; no right answer,
     except in the attention checks (a real image against its scrambled copy)."""
-    out = {}
-    for column, meaning in CODEBOOK.items():
-        if column == "condition":
-            out["left_condition"] = "Condition (generator, checkpoint or ψ) of the left image; empty for attention checks."
-            out["right_condition"] = "Condition of the right image; empty for attention checks."
-        elif column == "trial_kind":
-            out[column] = ("practice (never analysed), main (two generated images of two conditions), or attention "
-                           "(a real image against its scrambled copy).")
-        elif column == "real_image":
-            out["left_image"] = "Manifest id of the image shown on the left."
-            out["right_image"] = "Manifest id of the image shown on the right."
-        elif column == "fake_image":
-            continue
-        elif column == "real_side":
-            out[column] = "Attention checks: the side of the real (unscrambled) image; empty for other trials."
-        elif column == "chosen_side":
-            out[column] = "Side the participant chose as looking more real: left or right."
-            out["chosen_condition"] = "Condition of the image chosen as more real; empty for attention checks."
-        elif column == "correct":
-            out["attention_correct"] = ("Attention checks: 1 if the real image was chosen, else 0; empty for other "
-                                        "trials (they have no right answer).")
-        elif column == "chose_fake":
-            continue
-        else:
-            out[column] = meaning
-    return out
+    return _derived_codebook({
+        "condition": {"left_condition": "Condition (generator, checkpoint or ψ) of the left image; empty for "
+                                        "attention checks.",
+                      "right_condition": "Condition of the right image; empty for attention checks."},
+        "trial_kind": {"trial_kind": ("practice (never analysed), main (two generated images of two conditions), or "
+                                      "attention (a real image against its scrambled copy).")},
+        "real_image": {"left_image": "Manifest id of the image shown on the left.",
+                       "right_image": "Manifest id of the image shown on the right."},
+        "fake_image": {}, "chose_fake": {},
+        "real_side": {"real_side": "Attention checks: the side of the real (unscrambled) image; empty for other trials."},
+        "chosen_side": {"chosen_side": "Side the participant chose as looking more real: left or right.",
+                        "chosen_condition": "Condition of the image chosen as more real; empty for attention checks."},
+        "correct": {"attention_correct": ("Attention checks: 1 if the real image was chosen, else 0; empty for other "
+                                          "trials (they have no right answer).")},
+    })
 
 
 PAIRWISE_CODEBOOK: dict[str, str] = _pairwise_codebook()
