@@ -16,6 +16,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Callable
 
 log = logging.getLogger("study_app")
 
@@ -45,7 +46,7 @@ class _Count:
 @dataclass
 class SignInGuard:
     """Failed admin sign-ins per client address and in total, with exponential back-off."""
-    clock: callable = time.monotonic
+    clock: Callable[[], float] = time.monotonic
     _by_address: dict = field(default_factory=dict)
     _all: _Count = field(default_factory=_Count)
     _last_failure: float = 0.0

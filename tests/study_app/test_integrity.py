@@ -119,9 +119,10 @@ def test_a_forged_browser_time_is_bounded_by_the_servers_and_reexposures_are_cou
     state = study.new_participant()
     study.store.record_view(state.token, 0)
     study.store.record_view(state.token, 0)                        # shown twice (a reload)
-    study.store.record_answer(state.token, 0, "left", rt_ms=317.0, client={"rt_ms": 300_060.0})
+    right = [t.real_side for t in state.plan]                      # right answers: nobody is excluded
+    study.store.record_answer(state.token, 0, right[0], rt_ms=317.0, client={"rt_ms": 300_060.0})
     study.store.record_view(state.token, 1)
-    study.store.record_answer(state.token, 1, "left", rt_ms=900.0, client={"rt_ms": 640.0, "exposure_ms": 700.0})
+    study.store.record_answer(state.token, 1, right[1], rt_ms=900.0, client={"rt_ms": 640.0, "exposure_ms": 700.0})
     first, second = study.export_records()[:2]
     assert (first["timing_flag"], first["rt_used_ms"], first["reexposed"], first["views"]) == \
         ("client_rt_above_server", 317.0, 1, 2)
@@ -129,7 +130,7 @@ def test_a_forged_browser_time_is_bounded_by_the_servers_and_reexposures_are_cou
     assert stats.rt_used({"rt_ms": 317.0, "client_rt_ms": 300_060.0}) == 317.0
     assert stats.rt_used({"rt_ms": 900.0, "client_rt_ms": 940.0}) == 940.0     # within the 50 ms slack
     for trial in state.plan[2:]:
-        study.store.record_answer(state.token, trial.index, "left", rt_ms=900.0)
+        study.store.record_answer(state.token, trial.index, right[trial.index], rt_ms=900.0)
     quality = study.analyse().quality
     assert quality["reexposed_main_trials"] == 1 and quality["timing_flagged_trials"] == 2
 
@@ -147,3 +148,28 @@ def test_serve_refuses_a_short_admin_password(make_study, monkeypatch, capsys):
     monkeypatch.setenv("STUDY_ADMIN_PASSWORD", "short-pw")
     assert main(["serve", str(make_study())]) == 1
     assert "8 characters long; the admin page needs at least 12" in capsys.readouterr().err
+
+
+def test_admin_page_lists_withdrawals_since_the_last_export_and_a_replaced_manifest(make_study, image_sets,
+                                                                                   tmp_path, monkeypatch):
+    study_dir = make_study(practice_trials=0)
+    study = Study(study_dir)
+    stay, leave = study.new_participant(), study.new_participant()
+    _answer_all(study, stay)
+    _answer_all(study, leave)
+    study.export_csv()                                            # an export, then a withdrawal
+    assert study.store.withdraw_by_code(leave.deletion_code)
+    monkeypatch.setenv("STUDY_ADMIN_PASSWORD", "correct horse battery")
+    admin = AppSession(study_dir)
+    admin.at.switch_page("views/admin.py")
+    admin.run()
+    admin.at.text_input(key="admin-password").input("correct horse battery")
+    admin.click("admin-sign-in")
+    text = admin.texts()
+    assert f"1 participant(s) withdrew since the last export" in text and f"number(s) {leave.id}" in text
+    replacement = init_study(tmp_path / "replacement", image_sets["real"],
+                             [("A", write_synthetic_images(tmp_path / "a3", 16, seed=51)),
+                              ("B", write_synthetic_images(tmp_path / "b3", 16, seed=52))], seed=7)
+    shutil.copyfile(replacement / "manifest.json", study_dir / "manifest.json")
+    admin.run()
+    assert "consented under another image manifest" in admin.texts()

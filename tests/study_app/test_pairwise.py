@@ -179,3 +179,23 @@ def test_report_section_puts_the_ranking_next_to_fid(make_study):
     assert "By FID (lower is better) the order is A > B" in section.summary
     alone = study_section(study_dir)              # without the report's rows: no FID column values
     assert all(t["fid"] is None for t in alone.data["table"])
+
+
+def test_admin_page_shows_the_ranking(make_study, monkeypatch):
+    study_dir = make_study(conditions=("A", "B"), design="pairwise", trials_per_condition=3, practice_trials=0,
+                           attention_checks=0)
+    study = Study(study_dir)
+    for _ in range(3):
+        state = study.new_participant()
+        for t in state.plan:
+            study.store.record_answer(state.token, t.index, "left" if t.left_condition == "A" else "right")
+    monkeypatch.setenv("STUDY_ADMIN_PASSWORD", "correct horse battery")
+    admin = AppSession(study_dir)
+    admin.at.switch_page("views/admin.py")
+    admin.run()
+    admin.at.text_input(key="admin-password").input("correct horse battery")
+    admin.click("admin-sign-in")
+    assert "Ranking (Bradley–Terry)" in [s.value for s in admin.at.subheader]
+    tables = [t.value for t in admin.at.dataframe]
+    ranking = next(t for t in tables if "P(beats B)" in t.columns)
+    assert list(ranking["condition"]) == ["A", "B"] and ranking["P(beats B)"].iloc[0].startswith("0.")
