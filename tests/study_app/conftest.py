@@ -26,6 +26,25 @@ def fresh_server_guards(request):
     participant_limiter.clear()
 
 
+ADMIN_PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def signed_in_admin(monkeypatch):
+    """signed_in_admin(study_dir or [dirs], params=None) -> an AppSession on the admin page, signed in."""
+    from study_app.simulate import AppSession
+
+    def sign_in(study_dirs, params=None):
+        monkeypatch.setenv("STUDY_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        session = AppSession(study_dirs, params)
+        session.at.switch_page("views/admin.py")
+        session.run()
+        session.at.text_input(key="admin-password").input(ADMIN_PASSWORD)
+        return session.click("admin-sign-in")
+
+    return sign_in
+
+
 @pytest.fixture
 def image_sets(tmp_path):
     """A real folder and two fake folders ('A', 'B') of 32x32 PNGs."""

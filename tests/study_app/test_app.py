@@ -204,11 +204,11 @@ def test_admin_lockout_survives_new_sessions_and_backs_off(make_study, monkeypat
     assert fresh.at.button(key="admin-sign-in").disabled and not fresh.at.metric
 
 
-def test_admin_signs_out_and_times_out(make_study, monkeypatch):
+def test_admin_signs_out_and_times_out(make_study, signed_in_admin):
     from study_app.guard import IDLE_TIMEOUT_S
 
     study_dir = make_study()
-    admin = _sign_in(_admin(study_dir, monkeypatch), "correct horse battery")
+    admin = signed_in_admin(study_dir)
     assert admin.at.metric
     admin.click("admin-sign-out")
     assert not admin.at.metric and "signed out" in admin.texts()
@@ -236,7 +236,7 @@ def test_admin_page_is_disabled_without_the_environment_variable(make_study, mon
     assert "disabled" in session.texts() and not session.at.text_input
 
 
-def test_admin_page_counts_and_closes_the_study(make_study, monkeypatch):
+def test_admin_page_counts_and_closes_the_study(make_study, signed_in_admin):
     study_dir = make_study()
     study = Study(study_dir)
     AppSession(study_dir).consent().run_to_end()
@@ -244,7 +244,7 @@ def test_admin_page_counts_and_closes_the_study(make_study, monkeypatch):
     leaver = AppSession(study_dir).consent()
     study.store.withdraw(leaver.token)
     AppSession(study_dir).consent()                              # consented, nothing answered yet
-    admin = _sign_in(_admin(study_dir, monkeypatch), "correct horse battery")
+    admin = signed_in_admin(study_dir)
     metrics = {m.label: m.value for m in admin.at.metric}
     assert metrics["Started"] == "4" and metrics["Completed"] == "2" and metrics["Withdrawn"] == "1"
     assert metrics["In progress"] == "1" and "Excluded" in metrics

@@ -151,7 +151,7 @@ def test_serve_refuses_a_short_admin_password(make_study, monkeypatch, capsys):
 
 
 def test_admin_page_lists_withdrawals_since_the_last_export_and_a_replaced_manifest(make_study, image_sets,
-                                                                                   tmp_path, monkeypatch):
+                                                                                   tmp_path, signed_in_admin):
     study_dir = make_study(practice_trials=0)
     study = Study(study_dir)
     stay, leave = study.new_participant(), study.new_participant()
@@ -159,12 +159,7 @@ def test_admin_page_lists_withdrawals_since_the_last_export_and_a_replaced_manif
     _answer_all(study, leave)
     study.export_csv()                                            # an export, then a withdrawal
     assert study.store.withdraw_by_code(leave.deletion_code)
-    monkeypatch.setenv("STUDY_ADMIN_PASSWORD", "correct horse battery")
-    admin = AppSession(study_dir)
-    admin.at.switch_page("views/admin.py")
-    admin.run()
-    admin.at.text_input(key="admin-password").input("correct horse battery")
-    admin.click("admin-sign-in")
+    admin = signed_in_admin(study_dir)
     text = admin.texts()
     assert f"1 participant(s) withdrew since the last export" in text and f"number(s) {leave.id}" in text
     replacement = init_study(tmp_path / "replacement", image_sets["real"],

@@ -160,16 +160,22 @@ def test_app_session_and_report(make_study):
     assert (trials[trials.trial_kind == "attention"].attention_correct == True).all()   # noqa: E712
 
 
-def test_report_section_puts_the_ranking_next_to_fid(make_study):
-    from harness.study_section import study_section
-
+def _everyone_prefers(make_study, favourite: str):
+    """A pairwise study of A and B whose 3 participants chose `favourite`'s image every time."""
     study_dir = make_study(conditions=("A", "B"), design="pairwise", trials_per_condition=3, practice_trials=0,
                            attention_checks=0)
     study = Study(study_dir)
     for _ in range(3):
         state = study.new_participant()
         for t in state.plan:
-            study.store.record_answer(state.token, t.index, "left" if t.left_condition == "B" else "right")
+            study.store.record_answer(state.token, t.index, "left" if t.left_condition == favourite else "right")
+    return study_dir
+
+
+def test_report_section_puts_the_ranking_next_to_fid(make_study):
+    from harness.study_section import study_section
+
+    study_dir = _everyone_prefers(make_study, "B")
     section = study_section(study_dir, rows=[{"name": "A", "fid": 12.5}, {"name": "B", "fid": 30.25},
                                              {"name": "other", "fid": 1.0}])
     assert section.title == "Human study: ranking next to FID"
@@ -181,20 +187,8 @@ def test_report_section_puts_the_ranking_next_to_fid(make_study):
     assert all(t["fid"] is None for t in alone.data["table"])
 
 
-def test_admin_page_shows_the_ranking(make_study, monkeypatch):
-    study_dir = make_study(conditions=("A", "B"), design="pairwise", trials_per_condition=3, practice_trials=0,
-                           attention_checks=0)
-    study = Study(study_dir)
-    for _ in range(3):
-        state = study.new_participant()
-        for t in state.plan:
-            study.store.record_answer(state.token, t.index, "left" if t.left_condition == "A" else "right")
-    monkeypatch.setenv("STUDY_ADMIN_PASSWORD", "correct horse battery")
-    admin = AppSession(study_dir)
-    admin.at.switch_page("views/admin.py")
-    admin.run()
-    admin.at.text_input(key="admin-password").input("correct horse battery")
-    admin.click("admin-sign-in")
+def test_admin_page_shows_the_ranking(make_study, signed_in_admin):
+    admin = signed_in_admin(_everyone_prefers(make_study, "A"))
     assert "Ranking (Bradley–Terry)" in [s.value for s in admin.at.subheader]
     tables = [t.value for t in admin.at.dataframe]
     ranking = next(t for t in tables if "P(beats B)" in t.columns)
