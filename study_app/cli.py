@@ -1,5 +1,6 @@
 """`study-app`: create, host, and analyse randomised real-vs-fake studies: paired (2AFC, which of two
-images is real?) or single-image (HYPE∞ style, is this image real or generated?).
+images is real?), single-image (HYPE∞ style, is this image real or generated?) or pairwise (which of
+two generated images, from two conditions, looks more real?).
 
   study-app init STUDY_DIR --real DIR --fake DIR [--fake DIR2 ...] [--label NAME ...] [--design single]
   study-app serve STUDY_DIR [--port 8501]       # participants: http://HOST:PORT/   admin: /admin
@@ -7,6 +8,7 @@ images is real?) or single-image (HYPE∞ style, is this image real or generated
   study-app stats STUDY_DIR [--json]
   study-app export STUDY_DIR --out trials.csv
   study-app power --accuracy 0.55 --trials-per-participant 20 [--observed 153 312]
+  study-app power --design pairwise --beats 0.6 --conditions 3 --trials-per-participant 10
   study-app check | open | close STUDY_DIR;  study-app withdraw STUDY_DIR DELETION-CODE
 
 Exit status: 0 done, 1 a problem with the study, its images or its database (the message says which

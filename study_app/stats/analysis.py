@@ -375,8 +375,9 @@ def _analyse_pairwise(rows, kept, conditions, *, excluded, incomplete, include_i
     else:
         verdict = (f"No condition looks detectably more real than another at N = {ranking.trials} comparisons by "
                    f"{ranking.participants} participants.")
-    notes = list(notes) + [f"Holm correction across the {len(conditions) * (len(conditions) - 1) // 2} pairs of "
-                           f"conditions (α = {alpha})."]
+    n_pairs = len(conditions) * (len(conditions) - 1) // 2
+    notes = list(notes) + [f"Holm correction across the {n_pairs} pair{'s' * (n_pairs != 1)} of conditions "
+                           f"(α = {alpha})."]
     plan = power_plan(trials_per_participant, assumed_icc, margin=margin, alpha=alpha, target_power=target_power)
     ranking.power = pairwise_power_plan(len(conditions), trials_per_participant, 0.5 + margin, assumed_icc,
                                         alpha=alpha, target_power=target_power) if len(conditions) > 1 else None

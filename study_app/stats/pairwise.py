@@ -54,11 +54,12 @@ def bradley_terry(wins: np.ndarray, *, virtual_wins: float = VIRTUAL_WINS, max_i
     wins = wins + virtual_wins * compared
     n = wins + np.swapaxes(wins, -1, -2)                   # comparisons of each pair
     total_wins = wins.sum(axis=-1)
+    met = n.sum(axis=-1) > 0                               # a condition never compared keeps π = 1
     k = wins.shape[-1]
     pi = np.ones(wins.shape[:-1])
     for _ in range(max_iter):
         denominator = (n / (pi[..., :, None] + pi[..., None, :])).sum(axis=-1)
-        new = total_wins / np.where(denominator > 0, denominator, 1.0)
+        new = np.where(met, total_wins / np.where(denominator > 0, denominator, 1.0), 1.0)
         new = new / np.exp(np.log(np.maximum(new, 1e-300)).mean(axis=-1, keepdims=True))  # geometric mean 1
         done = np.max(np.abs(np.log(np.maximum(new, 1e-300)) - np.log(pi))) < tol
         pi = new

@@ -188,6 +188,8 @@ def _mixed_model_lines(mm: MixedModelReport | None, margin: float) -> list[str]:
 
 def _ranking_lines(ranking: RankingReport) -> list[str]:
     """The pairwise ranking: strengths, P(row beats column), head-to-head verdicts, the mixed model."""
+    if not ranking.trials:
+        return ["Ranking (Bradley–Terry): no comparisons yet."]
     names = ranking.conditions
     width = max([len(n) for n in names] + [9])
     lines = [f"Ranking (Bradley–Terry): {ranking.description}",
