@@ -126,6 +126,19 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def int_in(low: int, high: int) -> Callable[[str], int]:
+    """A whole number within [low, high], e.g. a port number: int_in(1, 65535)."""
+    def parse(text: str) -> int:
+        value = _number(text, int, f"a whole number in [{low}, {high}]")
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range: a whole number in [{low}, {high}] is needed")
+        return value
+
+    parse.__name__ = f"integer in [{low}, {high}]"
+    parse.valid = f"a whole number in [{low}, {high}]"
+    return parse
+
+
 positive_int = int_at_least(1)
 nonnegative_int = int_at_least(0)
 

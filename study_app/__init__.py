@@ -1,5 +1,6 @@
 """Randomised real-vs-fake studies, hosted with Streamlit: paired two-alternative forced choice
-(design.kind = "paired") or one image at a time, "real or generated?" (design.kind = "single").
+(design.kind = "paired"), one image at a time, "real or generated?" (design.kind = "single"), or
+two generated images of two conditions, "which looks more real?" (design.kind = "pairwise").
 
 Python API:
     init_study(study_dir, real_dir, fakes=[(label, dir), ...], **overrides) -> Path

@@ -1,5 +1,6 @@
 """`study-app`: create, host, and analyse randomised real-vs-fake studies: paired (2AFC, which of two
-images is real?) or single-image (HYPE∞ style, is this image real or generated?).
+images is real?), single-image (HYPE∞ style, is this image real or generated?) or pairwise (which of
+two generated images, from two conditions, looks more real?).
 
   study-app init STUDY_DIR --real DIR --fake DIR [--fake DIR2 ...] [--label NAME ...] [--design single]
   study-app serve STUDY_DIR [--port 8501]       # participants: http://HOST:PORT/   admin: /admin
@@ -7,6 +8,7 @@ images is real?) or single-image (HYPE∞ style, is this image real or generated
   study-app stats STUDY_DIR [--json]
   study-app export STUDY_DIR --out trials.csv
   study-app power --accuracy 0.55 --trials-per-participant 20 [--observed 153 312]
+  study-app power --design pairwise --beats 0.6 --conditions 3 --trials-per-participant 10
   study-app check | open | close STUDY_DIR;  study-app withdraw STUDY_DIR DELETION-CODE
 
 Exit status: 0 done, 1 a problem with the study, its images or its database (the message says which
@@ -29,11 +31,7 @@ APP_PATH = Path(__file__).with_name("app.py")
 SERVER_STOP_TIMEOUT_S = 10
 
 
-def port_number(text: str) -> int:
-    value = cli.int_at_least(1)(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"{value} is out of range: a port number in [1, 65535] is needed")
-    return value
+port_number = cli.int_in(1, 65535)
 
 
 def _add_db(p: argparse.ArgumentParser) -> None:
@@ -58,9 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder of generated images; repeat for several generators or ψ values")
     p.add_argument("--label", action="append", default=[], metavar="NAME",
                    help="condition label for each --fake, in order (default: the folder name)")
-    p.add_argument("--design", choices=["paired", "single"],
+    p.add_argument("--design", choices=["paired", "single", "pairwise"],
                    help="paired (the default): a real and a generated image side by side, which is real? "
-                        "single: one image per trial, real or generated? (HYPE∞ style)")
+                        "single: one image per trial, real or generated? (HYPE∞ style). pairwise: two generated "
+                        "images of two conditions, which looks more real? (needs two or more --fake)")
     p.add_argument("--title", help="the study's title, shown to participants (default: a generic title)")
     p.add_argument("--trials", type=cli.positive_int, dest="trials_per_condition",
                    help="main trials (pairs, or single images) per condition and participant "
@@ -100,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add_command("stats", "analyse the responses")
     p.add_argument("study_dir", type=Path)
     _add_db(p)
+    p.add_argument("--fingerprint", metavar="FP",
+                   help="analyse only the participants of this image manifest (its fingerprint, or a unique prefix); "
+                        "needed when some participants answered under another manifest (default: the current one, "
+                        "and a refusal if others answered)")
     cli.add_json(p, "the full report")
     p.set_defaults(func=cmd_stats)
 
@@ -112,13 +115,19 @@ def build_parser() -> argparse.ArgumentParser:
     cli.add_json(p, "the number of rows and the files written")
     p.set_defaults(func=cmd_export)
 
-    p = add_command("power", "power and sample size (per-trial accuracy, either design), with clustering")
+    p = add_command("power", "power and sample size (per-trial accuracy, or pairwise comparisons), with clustering")
+    p.add_argument("--design", choices=["paired", "single", "pairwise"], default="paired",
+                   help="paired and single: accuracy against 50%%; pairwise: one pair's head-to-head test")
     p.add_argument("--accuracy", type=cli.float_in(0, 1, low_open=True, high_open=True), default=0.55,
-                   help="true accuracy to detect")
+                   help="true accuracy to detect (paired, single)")
+    p.add_argument("--beats", type=cli.float_in(0.5, 1, low_open=True, high_open=True), default=0.6,
+                   help="pairwise: true probability that the better condition's image is chosen")
+    p.add_argument("--conditions", type=cli.int_at_least(2), default=2,
+                   help="pairwise: number of conditions (the test of one pair is corrected for all pairs)")
     p.add_argument("--margin", type=cli.float_in(0, 0.5, low_open=True, high_open=True), default=0.05,
                    help="equivalence margin around 50%%")
     p.add_argument("--trials-per-participant", type=cli.positive_int, default=20,
-                   help="main trials each participant answers")
+                   help="main trials each participant answers (pairwise: comparisons of each pair of conditions)")
     p.add_argument("--participants", type=cli.positive_int, help="also report the power of this many participants")
     p.add_argument("--icc", type=cli.float_in(0, 1, high_open=True), default=analysis.assumed_icc,
                    help="within-participant correlation (0.027: the median in the released data of Stein et al. 2023)")
@@ -200,8 +209,13 @@ def _run_server(command: list[str], env: dict) -> int:
 def cmd_serve(args) -> int:
     from urllib.parse import urlencode
 
-    from .config import ADMIN_PASSWORD_ENV, ConfigError, design_text_warnings
+    from .config import ADMIN_PASSWORD_ENV, MIN_ADMIN_PASSWORD_LENGTH, ConfigError, design_text_warnings
     from .study import DB_URL_ENV, STUDY_DIR_ENV, Study, check_served_studies
+    password = os.environ.get(ADMIN_PASSWORD_ENV)
+    if password is not None and len(password) < MIN_ADMIN_PASSWORD_LENGTH:
+        raise HarnessError(f"{ADMIN_PASSWORD_ENV} is {len(password)} characters long; the admin page needs at least "
+                           f"{MIN_ADMIN_PASSWORD_LENGTH} (it shows every answer and can delete data). Choose a longer "
+                           f"one, e.g. four random words, or unset {ADMIN_PASSWORD_ENV} to serve without the admin page.")
     # Names, --db and shared databases are checked from the configs alone, before any database is created.
     studies = check_served_studies(args.study_dirs, args.db)
     several = len(studies) > 1
@@ -213,6 +227,9 @@ def cmd_serve(args) -> int:
         study = Study(path, args.db)  # fails here, with a clear message, not in a participant's browser
         for warning in design_text_warnings(study.config):
             print(f"{prefix}warning: {warning}", file=sys.stderr)
+        mismatch = study.fingerprint_problem()
+        if mismatch:   # those participants are told the study changed; new ones can take part
+            print(f"{prefix}warning: {mismatch}", file=sys.stderr)
         if not args.skip_image_check:
             problems = study.images.verify_all()
             if problems:
@@ -232,8 +249,11 @@ def cmd_serve(args) -> int:
             print(f"{name}: Participants: {base}/?{query}    Admin: {base}/admin?{query}", flush=True)
     else:
         print(f"Participants: {base}/    Admin: {base}/admin", flush=True)
-    if not os.environ.get(ADMIN_PASSWORD_ENV):
+    if not password:
         print(f"(the admin page is disabled until {ADMIN_PASSWORD_ENV} is set)", flush=True)
+    elif args.address not in ("127.0.0.1", "localhost", "::1"):
+        print("(put a TLS proxy in front of this server: without it the admin password and the answers cross "
+              "the network unencrypted; see the README)", flush=True)
     command = [sys.executable, "-m", "streamlit", "run", str(APP_PATH),
                "--server.port", str(args.port), "--server.address", args.address, "--server.headless", "true",
                "--server.runOnSave", "false", "--server.fileWatcherType", "none",
@@ -245,7 +265,7 @@ def cmd_serve(args) -> int:
 def cmd_stats(args) -> int:
     from .stats import format_report
     from .study import Study
-    report = Study(args.study_dir, args.db).analyse()
+    report = Study(args.study_dir, args.db).analyse(fingerprint=args.fingerprint)
     if args.json:
         _print_json(report.to_dict())
     else:
@@ -264,6 +284,7 @@ def cmd_export(args) -> int:
     write_text_atomic(out, export.to_csv(records, args.include_platform_ids, design=study.config.design.kind))
     codebook = out.with_name(out.stem + "_codebook.csv")
     write_text_atomic(codebook, study.codebook_csv(args.include_platform_ids))
+    study.store.mark_exported()
     if args.json:
         _print_json({"rows": len(records), "csv": str(out), "codebook": str(codebook)})
     else:
@@ -273,6 +294,8 @@ def cmd_export(args) -> int:
 
 def cmd_power(args) -> int:
     from . import stats
+    if args.design == "pairwise":
+        return _power_pairwise(args)
     k, n = args.observed or (0, 1)
     if n < 1 or k > n:
         raise UsageError(f"--observed {k} {n}: CORRECT and TRIALS need 0 <= CORRECT <= TRIALS and TRIALS >= 1")
@@ -313,16 +336,38 @@ def cmd_power(args) -> int:
     return 0
 
 
+def _power_pairwise(args) -> int:
+    from . import stats
+    plan = stats.pairwise_power_plan(args.conditions, args.trials_per_participant, args.beats, args.icc,
+                                     alpha=args.alpha, target_power=args.power)
+    if args.json:
+        _print_json({"plan": asdict(plan)})
+        return 0
+    print(f"pairwise design: {plan.conditions} conditions = {plan.pairs} pairs, {plan.comparisons_per_pair} comparisons "
+          f"of each pair per participant, ICC {plan.icc} (design effect {plan.design_effect:.2f})")
+    if plan.comparisons_needed:
+        print(f"  detect P(beats) = {plan.p_beats:.0%} for one pair (exact binomial test at α = {plan.alpha:g}/"
+              f"{plan.pairs} = {plan.alpha_per_pair:.4g}, power {plan.target_power:.0%}): {plan.comparisons_needed} "
+              f"independent comparisons = {plan.participants_needed} participants x {plan.comparisons_per_pair}")
+    else:
+        print(f"  detect P(beats) = {plan.p_beats:.0%}: not reachable within 200,000 comparisons")
+    return 0
+
+
 def cmd_check(args) -> int:
     from .config import design_text_warnings
     from .study import Study
     study = Study(args.study_dir, args.db)
     problems = study.images.verify_all()
+    mismatch = study.fingerprint_problem()
+    if mismatch:
+        problems.append(mismatch)
     warnings = study.manifest.warnings + design_text_warnings(study.config)
     counts = study.store.counts()
     if args.json:
         _print_json({"images": len(study.manifest.images), "problems": problems, "warnings": warnings,
-                     "database": counts})
+                     "database": counts, "fingerprints": study.fingerprint_groups(),
+                     "manifest_fingerprint": study.manifest_fingerprint})
     else:
         for problem in problems:
             print(problem)
@@ -344,14 +389,22 @@ def cmd_open_close(args) -> int:
     return 0
 
 
+WITHDRAW_WORDS = {
+    "deleted": "deleted the participant's answers",
+    "already_withdrawn": "that deletion code was already used: the participant's answers were deleted before "
+                         "(nothing is stored under it now)",
+    "unknown": "no participant has ever had that deletion code: check it for typing mistakes",
+}
+
+
 def cmd_withdraw(args) -> int:
     from .study import Study
-    deleted = Study(args.study_dir, args.db).store.withdraw_by_code(args.code)
+    outcome = Study(args.study_dir, args.db).store.withdraw_by_code(args.code)
     if args.json:
-        _print_json({"deleted": deleted})
+        _print_json({"deleted": bool(outcome), "status": outcome.status})
     else:
-        print("deleted the participant's answers" if deleted else "no participant has that deletion code")
-    return 0 if deleted else 1
+        print(WITHDRAW_WORDS[outcome.status])
+    return 0 if outcome.status != "unknown" else 1
 
 
 def _database_error(exc: BaseException) -> HarnessError | None:

@@ -1,8 +1,12 @@
 """Image manifest: every image a study may show, with its content hash, size and format.
 
 The app serves only images listed here, and only when the bytes on disk still have the recorded
-sha256. `build_manifest` checks the sets against each other: real and fake images that differ in
-resolution, format, colour mode or JPEG quality let people answer from the file, not the content.
+sha256; the participant's browser receives exactly those bytes. `build_manifest` checks the sets
+against each other: real and fake images that differ in resolution, format, colour mode or JPEG
+quality let people answer from the file, not the content. When the sets differ in format or colour
+mode, every image is re-encoded once, at init, as a lossless PNG in one colour mode (`normalise`),
+so that real and generated images reach the browser in one format and MIME type; the manifest
+records this (`Manifest.normalisation`, and each entry's `source_*` fields).
 """
 from __future__ import annotations
 
@@ -46,6 +50,9 @@ class ImageEntry:
     bytes: int
     jpeg_quality: int | None = None  # estimated from the quantisation tables
     derived_from: str = ""  # attention images: id of the real image they scramble
+    source_sha256: str = ""  # normalised images: the original file's sha256, format and colour mode
+    source_format: str = ""
+    source_mode: str = ""
 
 
 @dataclass
@@ -53,6 +60,7 @@ class Manifest:
     images: list[ImageEntry]
     warnings: list[str] = field(default_factory=list)
     version: int = MANIFEST_VERSION
+    normalisation: dict = field(default_factory=dict)   # {} or {"format", "mode", "reason", "alpha"}
 
     def __post_init__(self):
         self._by_id = {img.id: img for img in self.images}
@@ -73,8 +81,13 @@ class Manifest:
         blob = json.dumps(sorted((img.id, img.sha256) for img in self.images)).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
+    def shown(self) -> list[ImageEntry]:
+        """The real and generated images (not the attention checks' scrambled ones)."""
+        return [img for img in self.images if img.role != "attention"]
+
     def to_json(self) -> str:
         return json.dumps({"manifest_version": self.version, "warnings": self.warnings,
+                           "normalisation": self.normalisation,
                            "images": [asdict(img) for img in self.images]}, indent=1)
 
 
@@ -171,6 +184,72 @@ def _compare_sets(entries: list[ImageEntry]) -> list[str]:
     return warnings
 
 
+NORMALISED_FORMAT = "PNG"
+MIME_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "BMP": "image/bmp", "GIF": "image/gif"}
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+def _common_mode(modes: set[str]) -> str:
+    """The one colour mode of normalised images: grey ("L") only when every image is grey, else RGB."""
+    return "L" if modes <= {"L", "1"} else "RGB"
+
+
+def _flatten(img: Image.Image, mode: str) -> Image.Image:
+    """The image in `mode`, transparency composited over white (the page the images are shown on)."""
+    if img.mode in _ALPHA_MODES or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba)
+    return img.convert(mode)
+
+
+def _normalise(entries: list[ImageEntry], study_dir: Path, mode: str) -> None:
+    """Re-encode every entry as a lossless PNG in `mode`, in place under STUDY_DIR/images, and point
+    the entries at the new files (their original hash, format and mode are kept in source_*)."""
+    taken: set[Path] = set()
+    for e in entries:
+        src = Path(e.path) if Path(e.path).is_absolute() else study_dir / e.path
+        dest = (study_dir / "images" / e.id).with_suffix(".png")
+        if dest in taken:   # a.jpg and a.png in one folder
+            dest = study_dir / "images" / f"{e.id}.png"
+        taken.add(dest)
+        with Image.open(src) as img:
+            out = _flatten(img, mode)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        out.save(dest, format=NORMALISED_FORMAT, optimize=False)
+        if src != dest and src.is_relative_to(study_dir / "images"):
+            src.unlink()   # the copy made a moment ago; never an original outside the study dir
+        e.source_sha256, e.source_format, e.source_mode = e.sha256, e.format, e.mode
+        e.path = dest.relative_to(study_dir).as_posix()
+        e.sha256, e.bytes, e.format, e.mode, e.jpeg_quality = _sha256(dest), dest.stat().st_size, NORMALISED_FORMAT, \
+            out.mode, None
+
+
+def _save_like(img: Image.Image, dest: Path, image_format: str, mode: str) -> Path:
+    """Save an attention-check image in the format and colour mode the study's images are served in,
+    so that its MIME type is the same as theirs."""
+    suffix = {"JPEG": ".jpg", "WEBP": ".webp", "BMP": ".bmp", "GIF": ".gif"}.get(image_format, ".png")
+    dest = dest.with_suffix(suffix)
+    options = {"JPEG": {"quality": 95}, "WEBP": {"lossless": True}}.get(image_format, {})
+    img.convert(mode).save(dest, format=image_format if image_format in MIME_TYPES else "PNG", **options)
+    return dest
+
+
+def scale_warning(entries: list[ImageEntry], slot_px: int, image_filter: str) -> str | None:
+    """A warning when the images are so small that a `slot_px` display enlarges them 3x or more:
+    with the nearest-neighbour filter they look blocky, with a smooth one blurry."""
+    if not entries:
+        return None
+    width, height = Counter((e.width, e.height) for e in entries).most_common(1)[0][0]
+    scale = slot_px // max(width, height)
+    if scale < 3:
+        return None
+    look = "blocky (nearest-neighbour filter)" if image_filter == "nearest" else "blurry (smooth filter)"
+    return (f"the images are only {width}x{height} px: shown about {slot_px} px wide they are enlarged {scale}x and "
+            f"look {look}, which limits what people can judge; use larger images (at least {slot_px // 2} px), or "
+            "set design.image_width to show them smaller")
+
+
 def scramble_image(img: Image.Image, seed: int, tiles: int = ATTENTION_TILES) -> Image.Image:
     """The image cut into tiles x tiles blocks and shuffled (no block stays in place)."""
     arr = np.asarray(img.convert("RGB"))
@@ -235,19 +314,35 @@ def build_manifest(study_dir: str | Path, real_dir: str | Path, fakes: list[tupl
                 progress(f"{set_name}: {i + 1}/{len(files)}")
     warnings += _compare_sets(entries)
 
+    normalisation: dict = {}
+    formats, modes = {e.format for e in entries}, {e.mode for e in entries}
+    if len(formats) > 1 or len(modes) > 1:
+        mode = _common_mode(modes)
+        differ = [f"formats {', '.join(sorted(formats))}"] * (len(formats) > 1) + \
+                 [f"colour modes {', '.join(sorted(modes))}"] * (len(modes) > 1)
+        _normalise(entries, study_dir, mode)
+        normalisation = {"format": NORMALISED_FORMAT, "mode": mode, "reason": f"the image sets differ in {' and '.join(differ)}",
+                         "alpha": "composited over white"}
+        warnings.append(f"{normalisation['reason']}: every image was re-encoded as a lossless PNG ({mode}) so that "
+                        "all reach the browser in one format (the originals' sha256 are kept in the manifest); "
+                        "re-encoding cannot remove compression artefacts already in the pixels")
+    served_format = _common((e.format for e in entries))[0]
+    served_mode = _common((e.mode for e in entries))[0]
+
     reals = [e for e in entries if e.role == "real"]
     rng = np.random.default_rng(seed)
     for k, idx in enumerate(rng.permutation(len(reals))[:attention_images]):
         source = reals[int(idx)]
-        with Image.open(study_dir / source.path if copy_images else source.path) as img:
+        path = Path(source.path)
+        with Image.open(path if path.is_absolute() else study_dir / path) as img:
             scrambled = scramble_image(img, seed=seed * 1000 + k)
-        dest = study_dir / "images" / "attention" / (Path(source.id.split("/", 1)[1]).with_suffix(".png"))
+        dest = study_dir / "images" / "attention" / Path(source.id.split("/", 1)[1])
         dest.parent.mkdir(parents=True, exist_ok=True)
-        scrambled.save(dest, format="PNG")
+        dest = _save_like(scrambled, dest, served_format, served_mode)
         entries.append(ImageEntry(id=f"attention/{dest.name}", role="attention", condition="",
                                   path=dest.relative_to(study_dir).as_posix(), sha256=_sha256(dest),
                                   bytes=dest.stat().st_size, derived_from=source.id, **_describe(dest)))
-    return Manifest(images=entries, warnings=warnings)
+    return Manifest(images=entries, warnings=warnings, normalisation=normalisation)
 
 
 def save_manifest(manifest: Manifest, study_dir: str | Path) -> Path:
@@ -265,7 +360,8 @@ def load_manifest(study_dir: str | Path) -> Manifest:
         raise ManifestError(f"{path}: not a valid manifest ({exc})") from exc
     if data.get("manifest_version") != MANIFEST_VERSION:
         raise ManifestError(f"{path}: manifest_version {data.get('manifest_version')} is not supported")
-    return Manifest(images=images, warnings=list(data.get("warnings", [])))
+    return Manifest(images=images, warnings=list(data.get("warnings", [])),
+                    normalisation=dict(data.get("normalisation") or {}))
 
 
 class ImageStore:

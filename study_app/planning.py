@@ -18,10 +18,19 @@ blocks still tile the study-wide orders and every image is shown equally often (
 is a Trial whose `real_side` holds the correct answer, "real" or "fake", and whose `real_image` or
 `fake_image` (the other one is "") names the image shown. Attention checks show a scrambled image,
 whose correct answer is "fake" (generated).
+
+The pairwise design (design.kind = "pairwise") shows two generated images from different
+conditions and asks which looks more real: every pair of conditions comes up trials_per_condition
+times per participant, each condition on the left in half of them (the odd one out at random), and
+each condition's images rotate across participants as above. A pairwise trial has no right answer:
+its `left_condition` / `right_condition` name the conditions, `real_image` / `fake_image` hold the
+left / right image and `real_side` is "". Its attention checks are those of the paired design (a
+real image against its scrambled copy: the real one looks more real).
 """
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -41,10 +50,14 @@ class Trial:
     condition: str      # condition label; "" for attention checks
     real_image: str     # manifest ids. Single design: the image shown if it is real, else ""
     fake_image: str     # single design: the image shown if it is generated (or scrambled), else ""
-    real_side: str      # the correct answer. Paired: "left" or "right"; single: "real" or "fake"
+    real_side: str      # the correct answer. Paired: "left" or "right"; single: "real" or "fake"; pairwise: ""
+    left_condition: str = ""    # pairwise: the condition of the left image (real_image holds it)
+    right_condition: str = ""   # pairwise: the condition of the right image (fake_image holds it)
 
     @property
     def design(self) -> str:
+        if self.left_condition:
+            return "pairwise"
         return "single" if self.real_side in TRUTHS else "paired"
 
     @property
@@ -59,14 +72,19 @@ class Trial:
 
     @property
     def left_image(self) -> str:
-        return self.real_image if self.real_side == "left" else self.fake_image
+        return self.real_image if self.real_side in ("left", "") else self.fake_image
 
     @property
     def right_image(self) -> str:
-        return self.fake_image if self.real_side == "left" else self.real_image
+        return self.fake_image if self.real_side in ("left", "") else self.real_image
 
     def is_correct(self, answer: str) -> bool:
+        """Whether the answer is right; a pairwise trial has no right answer (always False)."""
         return answer == self.real_side
+
+    def chosen_condition(self, answer: str) -> str:
+        """Pairwise: the condition of the image chosen as more real."""
+        return self.left_condition if answer == "left" else self.right_condition
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -137,6 +155,8 @@ def plan_trials(config: StudyConfig, manifest: Manifest, token: str, participant
     """The full trial sequence for one participant: practice, then main trials with attention checks."""
     if config.design.kind == "single":
         return _plan_single(config, manifest, token, participant_seq)
+    if config.design.kind == "pairwise":
+        return _plan_pairwise(config, manifest, token, participant_seq)
     design = config.design
     rng = participant_rng(design.seed, token)
     conditions = assigned_conditions(config, participant_seq)
@@ -161,14 +181,7 @@ def plan_trials(config: StudyConfig, manifest: Manifest, token: str, participant
     main_trials = [(cond, real, fake, side) for (cond, real, fake), side in zip(main, sides)]
     main_trials = [main_trials[i] for i in rng.permutation(len(main_trials))]
 
-    # Attention checks: a real image against its scrambled copy, spread evenly through the main block.
-    attention_ids = manifest.ids("attention")
-    n_att = design.attention_checks if attention_ids else 0
-    if n_att:
-        chosen = [attention_ids[i % len(attention_ids)] for i in rng.permutation(max(n_att, len(attention_ids)))[:n_att]]
-        att_sides = _balanced_sides(n_att, rng)
-        _insert_attention(main_trials, [("", manifest.get(chosen[k]).derived_from, chosen[k], att_sides[k])
-                                        for k in range(n_att)], rng)
+    _paired_attention(design, manifest, main_trials, rng)
 
     # Practice pairs from images this participant will not see in the main block, when there are any.
     practice = []
@@ -184,6 +197,67 @@ def plan_trials(config: StudyConfig, manifest: Manifest, token: str, participant
             practice.append((label, real, fake, p_sides[k]))
 
     return _trials(practice, main_trials)
+
+
+def _paired_attention(design, manifest: Manifest, main_trials: list, rng: np.random.Generator,
+                      make=lambda real, scrambled, side: ("", real, scrambled, side)) -> None:
+    """Attention checks of the paired and pairwise designs: a real image against its scrambled copy,
+    spread evenly through the main block (`make` builds the inserted tuple)."""
+    attention_ids = manifest.ids("attention")
+    n_att = design.attention_checks if attention_ids else 0
+    if n_att:
+        chosen = [attention_ids[i % len(attention_ids)] for i in rng.permutation(max(n_att, len(attention_ids)))[:n_att]]
+        att_sides = _balanced_sides(n_att, rng)
+        _insert_attention(main_trials, [make(manifest.get(chosen[k]).derived_from, chosen[k], att_sides[k])
+                                        for k in range(n_att)], rng)
+
+
+def condition_pairs(labels: list[str]) -> list[tuple[str, str]]:
+    """Pairwise design: every unordered pair of conditions, in config order."""
+    return list(itertools.combinations(labels, 2))
+
+
+def _plan_pairwise(config: StudyConfig, manifest: Manifest, token: str, participant_seq: int) -> list[Trial]:
+    """Pairwise design: two generated images from different conditions; which looks more real?"""
+    design = config.design
+    rng = participant_rng(design.seed, token)
+    labels = config.condition_labels()
+    pairs = condition_pairs(labels)
+    m = design.trials_per_condition
+    per_condition = m * (len(labels) - 1)   # trials in which each condition appears
+    images = {}
+    for label in labels:
+        fake_ids = manifest.ids("fake", label)
+        if not fake_ids:
+            raise ValueError(f"the manifest has no fake images for condition {label!r}")
+        images[label] = _rotation_block(_study_order(design.seed, f"fake:{label}", fake_ids), participant_seq,
+                                        per_condition)
+    taken = dict.fromkeys(labels, 0)
+    main = []   # (kind, condition, left image, right image, side, left condition, right condition)
+    for a, b in pairs:
+        for a_side in _balanced_sides(m, rng):
+            img_a, img_b = images[a][taken[a]], images[b][taken[b]]
+            taken[a] += 1
+            taken[b] += 1
+            left, right = ((a, img_a), (b, img_b)) if a_side == "left" else ((b, img_b), (a, img_a))
+            main.append(("main", "", left[1], right[1], "", left[0], right[0]))
+    main = [main[i] for i in rng.permutation(len(main))]
+    _paired_attention(design, manifest, main, rng,
+                      make=lambda real, scrambled, side: ("attention", "", real, scrambled, side, "", ""))
+    practice = []
+    if design.practice_trials:
+        used = {img for block in images.values() for img in block}
+        spare = {label: [f for f in manifest.ids("fake", label) if f not in used] or manifest.ids("fake", label)
+                 for label in labels}
+        for k in range(design.practice_trials):
+            a, b = pairs[k % len(pairs)]
+            if rng.integers(2):
+                a, b = b, a
+            practice.append(("practice", "", spare[a][int(rng.integers(len(spare[a])))],
+                             spare[b][int(rng.integers(len(spare[b])))], "", a, b))
+    return [Trial(index=i, kind=kind, condition=cond, real_image=left, fake_image=right, real_side=side,
+                  left_condition=lc, right_condition=rc)
+            for i, (kind, cond, left, right, side, lc, rc) in enumerate(practice + main)]
 
 
 def _parity_count(r: int, parity: int) -> int:

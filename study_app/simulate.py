@@ -6,7 +6,8 @@
 - `simulated_rows` makes trial rows with a known accuracy and a known within-participant
   correlation (beta-binomial), to check that the statistics recover what was put in;
   `simulated_single_rows` does the same for the single-image design with known hit and
-  false-alarm rates.
+  false-alarm rates, `simulated_pairwise_rows` for the pairwise design with known Bradley–Terry
+  strengths.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -82,6 +84,7 @@ class AppSession:
         self.study_dir = os.pathsep.join(str(Path(d).resolve()) for d in dirs)
         self.at = AppTest.from_file(str(APP_PATH), default_timeout=timeout)
         self.at.query_params.update(query_params or {})
+        self.run_ended = time.monotonic()
         self.run()
 
     def run(self, widget_states=None) -> "AppSession":
@@ -98,6 +101,7 @@ class AppSession:
                 os.environ.pop(STUDY_DIR_ENV, None)
             else:
                 os.environ[STUDY_DIR_ENV] = previous
+        self.run_ended = time.monotonic()   # the page is "on screen" from here (answer_timed's clock)
         if self.at.exception:
             raise RuntimeError(f"the app raised: {[e.value for e in self.at.exception]}")
         return self
@@ -112,29 +116,32 @@ class AppSession:
 
     def current_trial(self) -> int | None:
         """Index of the trial on screen (a pair or a single image), or None when none is shown."""
-        for key in self.button_keys():
-            if key and key.startswith("answer-"):
-                return int(key.split("-")[1])
-        return None
+        data = self.timed_data()
+        return data["trial"] if data is not None else None
 
     def answer_options(self) -> list[str]:
-        """The answers the buttons on screen offer: ["left", "right"] or ["real", "fake"]."""
-        return [key.split("-", 2)[2] for key in self.button_keys() if key and key.startswith("answer-")]
+        """The answers the trial on screen offers: ["left", "right"] or ["real", "fake"]."""
+        data = self.timed_data()
+        return [c["value"] for c in data["choices"]] if data is not None else []
 
     def timed_component(self):
-        """The timed trial component on screen (presentation = "timed"), or None."""
-        from .views.timed import COMPONENT_NAME
+        """The trial component on screen (every presentation draws trials with it), or None."""
+        from .views.component import COMPONENT_NAME
 
         return next((c for c in self.at.get("bidi_component") if c.proto.component_name == COMPONENT_NAME), None)
 
     def timed_data(self) -> dict | None:
-        """The data the timed component on screen was given (trial, images, exposure_ms, ...), or None."""
+        """The data the trial component on screen was given (trial, images, exposure_ms, ...), or None."""
         component = self.timed_component()
         return json.loads(component.proto.json) if component is not None else None
 
     def texts(self) -> str:
+        """Every text on screen, the trial component's notice line included."""
         parts = [e.value for kind in ("title", "markdown", "info", "success", "error", "caption", "warning")
                  for e in getattr(self.at, kind)]
+        data = self.timed_data()
+        if data and data.get("notice"):
+            parts.append(data["notice"])
         return "\n".join(str(p) for p in parts)
 
     # -- actions ----------------------------------------------------------------------------------
@@ -150,24 +157,26 @@ class AppSession:
         return self.click("agree" if agree else "decline")
 
     def answer(self, side: str) -> "AppSession":
-        index = self.current_trial()
-        if index is None:
-            raise RuntimeError(f"no pair on screen (buttons: {self.button_keys()})")
-        return self.click(f"answer-{index}-{side}")
+        """Answer the trial on screen ("left"/"right", or "real"/"fake") as the component would."""
+        return self.answer_timed(side)
 
-    def answer_timed(self, answer: str, *, rt_ms: float = 800.0, focus_losses: int = 0,
-                     window: str = "1280x800") -> "AppSession":
-        """Answer the timed component's trial the way its JavaScript would: a trigger value on the
+    def answer_timed(self, answer: str, *, rt_ms: float | None = None, focus_losses: int = 0,
+                     window: str = "1280x800", scale: float = 8.0, too_fast: int = 0) -> "AppSession":
+        """Answer the trial component's trial the way its JavaScript would: a trigger value on the
         component's "answer" event, sent with the next run (AppTest cannot run the component's JS).
-        The reported exposure is the component's own limit, or the response time without one."""
+        rt_ms defaults to the time since the page was drawn (what a browser could measure, within
+        the server's own time); the reported exposure is the component's own limit, or the response
+        time without one."""
         from streamlit.components.v2.bidi_component.main import _make_trigger_id
 
         component, data = self.timed_component(), self.timed_data()
         if component is None:
-            raise RuntimeError(f"no timed trial on screen (buttons: {self.button_keys()})")
+            raise RuntimeError(f"no trial on screen (buttons: {self.button_keys()})")
+        if rt_ms is None:
+            rt_ms = (time.monotonic() - self.run_ended) * 1000
         exposure = min(data["exposure_ms"], rt_ms) if data["exposure_ms"] else rt_ms
         payload = {"trial": data["trial"], "answer": answer, "rt_ms": rt_ms, "exposure_ms": exposure,
-                   "focus_losses": focus_losses, "window": window}
+                   "focus_losses": focus_losses, "window": window, "scale": scale, "too_fast": too_fast}
         states = self.at._tree.get_widget_states()
         trigger = states.widgets.add()
         trigger.id = _make_trigger_id(component.proto.id, "events")
@@ -178,10 +187,6 @@ class AppSession:
         """Take the next action the screen asks for; returns what was done, None at the debrief.
         choose(trial index) gives the answer; by default the first button ("left" or "real")."""
         keys = self.button_keys()
-        index = self.current_trial()
-        if index is not None:
-            self.click(f"answer-{index}-{choose(index) if choose else self.answer_options()[0]}")
-            return "answer"
         timed = self.timed_data()
         if timed is not None:
             self.answer_timed(choose(timed["trial"]) if choose else timed["choices"][0]["value"])
@@ -270,6 +275,37 @@ def simulated_single_rows(n_participants: int, trials_per_participant: int, hit_
                 participant=pid, participant_status="completed", trial_index=t, trial_kind=kind, condition=cond,
                 real_image=real, fake_image=fake, real_side=truth, chosen_side=answer, correct=answer == truth,
                 rt_ms=float(rng.gamma(4, 300))))
+    return rows
+
+
+def simulated_pairwise_rows(n_participants: int, comparisons_per_pair: int, strengths: dict[str, float], *,
+                            seed: int = 0, side_bias: float = 0.0, sd_participant: float = 0.0,
+                            first_participant: int = 1, images_per_condition: int = 30) -> list[dict]:
+    """Pairwise-design trial rows: every participant compares every pair of conditions
+    comparisons_per_pair times; the left image is chosen with probability
+    expit(side_bias + u + s[left] − s[right]) (Bradley–Terry with a side bias, and a participant's
+    own side bias u ~ N(0, sd_participant))."""
+    import itertools
+
+    rng = np.random.default_rng(seed)
+    labels = list(strengths)
+    rows = []
+    for i in range(n_participants):
+        pid = first_participant + i
+        u = rng.normal(0, sd_participant) if sd_participant else 0.0
+        t = 0
+        for a, b in itertools.combinations(labels, 2):
+            for k in range(comparisons_per_pair):
+                left, right = (a, b) if k % 2 == 0 else (b, a)
+                p_left = 1 / (1 + np.exp(-(side_bias + u + strengths[left] - strengths[right])))
+                chose_left = bool(rng.random() < p_left)
+                rows.append(dict(
+                    participant=pid, participant_status="completed", trial_index=t, trial_kind="main", condition="",
+                    real_image=f"{left}/{rng.integers(images_per_condition)}.png",
+                    fake_image=f"{right}/{rng.integers(images_per_condition)}.png", real_side="",
+                    chosen_side="left" if chose_left else "right", correct=False, rt_ms=float(rng.gamma(4, 300)),
+                    left_condition=left, right_condition=right, study_fingerprint="x-y"))
+                t += 1
     return rows
 
 

@@ -19,17 +19,33 @@ import shutil
 from pathlib import Path
 from typing import Callable, Sequence
 
+import sqlalchemy as sa
 from sqlalchemy.engine import make_url
+
+from harness_base.errors import HarnessError
 
 from . import export, stats
 from .config import (CONFIG_FILENAME, DEFAULT_DB_FILENAME, MANIFEST_FILENAME, Condition, ConfigError,
                      StudyConfig, apply_overrides, load_config, save_config)
-from .manifest import ImageStore, build_manifest, load_manifest, save_manifest
-from .planning import assigned_conditions, plan_trials
+from .manifest import ImageStore, build_manifest, load_manifest, save_manifest, scale_warning
+from .planning import assigned_conditions, condition_pairs, plan_trials
 from .storage import ParticipantState, StudyStore
 
 DB_URL_ENV = "STUDY_APP_DB"
 STUDY_DIR_ENV = "STUDY_APP_DIR"
+# Nominal on-screen width of one image slot in CSS px (a 1280-px window, Streamlit's centred
+# layout): what init's warning about small, much enlarged images assumes.
+NOMINAL_SLOT_PX = {"paired": 340, "pairwise": 340, "single": 448}
+
+
+class FingerprintMismatch(HarnessError):
+    """Participants consented under another image manifest than the current one: their answers refer
+    to images that have since changed."""
+
+
+def manifest_part(study_fingerprint: str) -> str:
+    """The image-manifest half of a stored study fingerprint ("<config>-<manifest>")."""
+    return study_fingerprint.rsplit("-", 1)[-1]
 
 
 def resolve_db_url(study_dir: str | Path, config: StudyConfig, override: str | None = None) -> str:
@@ -112,6 +128,37 @@ class Study:
     def fingerprint(self) -> str:
         return f"{self.config.fingerprint()}-{self.manifest.fingerprint()}"
 
+    @property
+    def manifest_fingerprint(self) -> str:
+        return self.manifest.fingerprint()
+
+    def answers_current_images(self, state: ParticipantState) -> bool:
+        """Whether the participant consented under the current image manifest (their plan's image ids
+        still name the images they were meant to see)."""
+        return manifest_part(state.study_fingerprint) == self.manifest_fingerprint
+
+    def fingerprint_groups(self) -> dict[str, int]:
+        """{manifest fingerprint: participants} of everyone in the study, the current manifest's first."""
+        groups: dict[str, int] = {}
+        for fingerprint, n in self.store.fingerprint_counts().items():
+            groups[manifest_part(fingerprint)] = groups.get(manifest_part(fingerprint), 0) + n
+        return dict(sorted(groups.items(), key=lambda kv: kv[0] != self.manifest_fingerprint))
+
+    def fingerprint_problem(self, groups: dict[str, int] | None = None) -> str | None:
+        """A paragraph when some participants consented under another image manifest; None if none did."""
+        groups = self.fingerprint_groups() if groups is None else groups
+        other = {fp: n for fp, n in groups.items() if fp != self.manifest_fingerprint}
+        if not other:
+            return None
+        listed = "; ".join(f"manifest {fp}: {n} participant{'s' * (n != 1)}" for fp, n in other.items())
+        current = groups.get(self.manifest_fingerprint, 0)
+        return (f"{sum(other.values())} participant(s) consented under another image manifest than the current "
+                f"{self.dir / MANIFEST_FILENAME} (fingerprint {self.manifest_fingerprint}, {current} participants): "
+                f"{listed}. The images were replaced after they answered, so their answers do not refer to the "
+                "images now in the study. Put back the manifest and images they saw, or analyse one manifest's "
+                f"participants at a time with `study-app stats {self.dir} --fingerprint FINGERPRINT` (per-image "
+                "results then name the images of that manifest).")
+
     def new_participant(self, platform_id: str | None = None, platform_info: dict | None = None) -> ParticipantState:
         """Consent given: create the participant with their trial plan (raises StudyClosed when closed)."""
         def make_plan(token: str, seq: int):
@@ -119,16 +166,40 @@ class Study:
         return self.store.create_participant(make_plan, study_fingerprint=self.fingerprint,
                                              platform_id=platform_id, platform_info=platform_info)
 
-    def analyse(self, rows: list[dict] | None = None) -> stats.StudyReport:
+    def select_fingerprint(self, rows: list[dict], fingerprint: str | None = None) -> tuple[list[dict], str]:
+        """(rows of one image manifest, its fingerprint). `fingerprint`: a manifest fingerprint (or a
+        unique prefix of one); None: the current manifest, and FingerprintMismatch if any rows come
+        from another one."""
+        present = sorted({manifest_part(r["study_fingerprint"]) for r in rows})
+        if fingerprint is None:
+            if any(fp != self.manifest_fingerprint for fp in present):
+                raise FingerprintMismatch(self.fingerprint_problem())
+            return rows, self.manifest_fingerprint
+        wanted = manifest_part(fingerprint)
+        matches = [fp for fp in set(present) | {self.manifest_fingerprint} if fp.startswith(wanted)]
+        if len(matches) != 1:
+            known = ", ".join(sorted(set(present) | {self.manifest_fingerprint}))
+            raise FingerprintMismatch(f"--fingerprint {fingerprint} matches {'no' if not matches else 'more than one'} "
+                                      f"image manifest of this study; its manifests: {known}")
+        return [r for r in rows if manifest_part(r["study_fingerprint"]) == matches[0]], matches[0]
+
+    def analyse(self, rows: list[dict] | None = None, *, fingerprint: str | None = None) -> stats.StudyReport:
+        """The pre-declared analysis of the participants of one image manifest: the current one (and
+        FingerprintMismatch if others answered under another), or the one `fingerprint` names."""
         a, d = self.config.analysis, self.config.design
-        return stats.analyse(
-            self.store.trial_rows() if rows is None else rows, conditions=self.config.condition_labels(),
+        rows, chosen = self.select_fingerprint(self.store.trial_rows() if rows is None else rows, fingerprint)
+        report = stats.analyse(
+            rows, conditions=self.config.condition_labels(),
             design=d.kind, alpha=a.alpha, margin=a.equivalence_margin, min_attention_correct=a.min_attention_correct,
             exclude_median_rt_below_ms=a.exclude_median_rt_below_ms, include_incomplete=a.include_incomplete,
             min_views_per_image=a.min_views_per_image, bootstrap_resamples=a.bootstrap_resamples,
             trials_per_participant=d.trials_per_condition, assumed_icc=a.assumed_icc,
             target_power=a.target_power, correction=a.correction, mixed_model=a.mixed_model,
             staircase_floor_ms=d.staircase_min_ms if d.staircase else None, seed=d.seed)
+        if chosen != self.manifest_fingerprint:
+            report.notes.insert(0, f"Participants of image manifest {chosen} only (not the current manifest "
+                                   f"{self.manifest_fingerprint}): per-image results name the images of that manifest.")
+        return report
 
     def _excluded(self, trial_rows: list[dict]) -> dict[int, str]:
         """Participants the pre-declared exclusion rule excludes, with the reason."""
@@ -138,14 +209,16 @@ class Study:
 
     def export_records(self, include_platform_ids: bool = False) -> list[dict]:
         rows = self.store.trial_rows()
-        return export.export_records(rows, self._excluded(rows), include_platform_ids, design=self.config.design.kind)
+        return export.export_records(rows, self._excluded(rows), include_platform_ids, design=self.config.design.kind,
+                                     current_fingerprint=self.fingerprint)
 
     def trials(self, include_platform_ids: bool = False):
         """One row per answered trial as a pandas DataFrame, read from the database: the codebook's
         columns (export.codebook) with the dtypes of export.COLUMN_TYPES. `export.read_csv` reads the
         CSV that `study-app export` writes back to the same frame."""
+        kind = self.config.design.kind
         return export.to_frame(self.export_records(include_platform_ids),
-                               export.export_columns(include_platform_ids, self.config.design.kind))
+                               export.export_columns(include_platform_ids, kind), kind)
 
     def participants(self, include_platform_ids: bool = False):
         """One row per participant who consented and has not withdrawn, as a pandas DataFrame:
@@ -153,18 +226,28 @@ class Study:
         (export.PARTICIPANT_CODEBOOK's columns, export.COLUMN_TYPES' dtypes)."""
         trial_rows = self.store.trial_rows()
         records = export.participant_records(self.store.participant_rows(), trial_rows, self._excluded(trial_rows),
-                                             include_platform_ids)
+                                             include_platform_ids, design=self.config.design.kind)
         return export.to_frame(records, export.participant_columns(include_platform_ids))
 
     def export_csv(self, include_platform_ids: bool = False) -> str:
-        return export.to_csv(self.export_records(include_platform_ids), include_platform_ids,
+        """The trials CSV; the database remembers the time, for the admin page's list of withdrawals
+        since the last export."""
+        text = export.to_csv(self.export_records(include_platform_ids), include_platform_ids,
                              design=self.config.design.kind)
+        self.store.mark_exported()
+        return text
+
+    def exclusion_rule(self) -> str:
+        a = self.config.analysis
+        return stats.exclusion_rule_text(a.min_attention_correct, a.exclude_median_rt_below_ms)
 
     def codebook_csv(self, include_platform_ids: bool = False) -> str:
-        return export.codebook_csv(include_platform_ids, design=self.config.design.kind)
+        return export.codebook_csv(include_platform_ids, design=self.config.design.kind,
+                                   exclusion_rule=self.exclusion_rule())
 
     def codebook_markdown(self, include_platform_ids: bool = False) -> str:
-        return export.codebook_markdown(include_platform_ids, design=self.config.design.kind)
+        return export.codebook_markdown(include_platform_ids, design=self.config.design.kind,
+                                        exclusion_rule=self.exclusion_rule())
 
 
 def init_study(study_dir: str | Path, real_dir: str | Path, fakes: Sequence[tuple[str, str | Path]], *,
@@ -181,6 +264,8 @@ def init_study(study_dir: str | Path, real_dir: str | Path, fakes: Sequence[tupl
     study_dir = Path(study_dir)
     if (study_dir / CONFIG_FILENAME).exists() and not force:
         raise ConfigError(f"{study_dir} already holds a study ({CONFIG_FILENAME}); pass force=True / --force to replace it")
+    if force:
+        _refuse_if_answered(study_dir)
     fakes = [(str(label), Path(folder)) for label, folder in fakes]
     config = StudyConfig(conditions=[Condition(label=label) for label, _ in fakes])
     overrides.setdefault("seed", secrets.randbelow(2**31))
@@ -196,7 +281,19 @@ def init_study(study_dir: str | Path, real_dir: str | Path, fakes: Sequence[tupl
         manifest = build_manifest(study_dir, real_dir, fakes, copy_images=copy_images,
                                   attention_images=attention_images, seed=config.design.seed, progress=progress)
         m = config.design.trials_per_condition
-        if config.design.kind == "single":   # at most half the trials of a condition show each kind of image
+        slot = config.design.image_width or NOMINAL_SLOT_PX[config.design.kind]
+        small = scale_warning(manifest.shown(), slot, config.design.image_filter)
+        if small:
+            manifest.warnings.append(small)
+        if config.design.kind == "pairwise":   # each condition appears in (conditions - 1) x m trials
+            needed = m * (len(config.conditions) - 1)
+            for label in config.condition_labels():
+                n_fakes = len(manifest.ids("fake", label))
+                if n_fakes < needed:
+                    manifest.warnings.append(f"'{label}' has {n_fakes} fake images for {needed} trials per participant "
+                                             f"({len(condition_pairs(config.condition_labels()))} condition pairs x {m}): "
+                                             "its images will repeat within a participant")
+        elif config.design.kind == "single":   # at most half the trials of a condition show each kind of image
             fakes_needed = m - m // 2
             for label in config.condition_labels():
                 n_fakes = len(manifest.ids("fake", label))
@@ -225,6 +322,40 @@ def init_study(study_dir: str | Path, real_dir: str | Path, fakes: Sequence[tupl
             shutil.rmtree(study_dir, ignore_errors=True)
         raise
     return study_dir
+
+
+def _refuse_if_answered(study_dir: Path) -> None:
+    """init --force: refuse a study dir whose database holds participants (their answers would be tied
+    to the new images under the old names). Checked before anything is computed or written."""
+    try:
+        config = load_config(study_dir)
+    except ConfigError:
+        config = StudyConfig()
+    url = resolve_db_url(study_dir, config)
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+        return
+    try:
+        store = StudyStore(url, create=False)
+        try:
+            with store.engine.connect() as conn:
+                if not sa.inspect(conn).has_table("participants"):
+                    return
+            counts = store.counts()
+        finally:
+            store.dispose()
+    except Exception as exc:   # an unreachable server: refuse rather than guess
+        raise ConfigError(f"{study_dir} already holds a study, and its response database cannot be checked for "
+                          f"answers ({exc.__class__.__name__}), so --force cannot tell whether replacing the images "
+                          "would orphan them. Make the database reachable, or create the new study in a new "
+                          "directory.") from exc
+    people = counts["started"] - counts["withdrawn"]
+    if people:
+        raise ConfigError(
+            f"{study_dir} holds the answers of {people} participant(s) ({counts['answers']} answers in its response "
+            "database): replacing its images and config would tie those answers to different images, so --force "
+            "refuses. To start a new study, run `study-app init` with a new directory. To keep this study's answers "
+            f"and reuse the name, archive it first, e.g. `study-app export {study_dir}` and then "
+            f"`mv {study_dir} {study_dir}-archived`.")
 
 
 def serve_command(study_dir: str | Path | Sequence[str | Path], port: int = 8501, db_url: str | None = None) -> str:

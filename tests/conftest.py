@@ -79,6 +79,9 @@ def browser(chromium_path):
             chromium.close()
 
 
+SERVE_ADMIN_PASSWORD = "test-admin-password"   # `study-app serve` refuses one under 12 characters
+
+
 @pytest.fixture
 def serve_study(tmp_path):
     """serve_study(study_dir, ...) -> base URL of `study-app serve` on a free port (several dirs: several
@@ -89,7 +92,7 @@ def serve_study(tmp_path):
         port = free_port()
         log_path = tmp_path / f"server-{port}.log"
         log = open(log_path, "w")
-        env = dict(os.environ, STUDY_ADMIN_PASSWORD="pw")
+        env = dict(os.environ, STUDY_ADMIN_PASSWORD=SERVE_ADMIN_PASSWORD)
         server = subprocess.Popen([sys.executable, "-m", "study_app.cli", "serve", *map(str, study_dirs),
                                    "--port", str(port)],
                                   stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)

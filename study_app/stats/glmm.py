@@ -79,23 +79,34 @@ def _log1pexp(eta: np.ndarray) -> np.ndarray:
 
 
 class _Problem:
-    """Design matrices and the inner (mode-finding) step for fixed variance components."""
+    """Design matrices and the inner (mode-finding) step for fixed variance components.
 
-    def __init__(self, y: np.ndarray, fixed: np.ndarray, groups: list[np.ndarray]):
-        n = y.size
+    A holds the p fixed-effect columns, then each grouping factor's columns (sizes[k] of them); A @ v
+    is the linear predictor of each trial. `big` is the grouping factor eliminated first: it must
+    have one non-zero per trial (so that its block of the Hessian is diagonal)."""
+
+    def __init__(self, y: np.ndarray, A: sparse.csr_matrix, p: int, sizes: list[int], big: int):
         self.y = y.astype(float)
-        self.p = int(fixed.max()) + 1
-        self.sizes = [int(g.max()) + 1 for g in groups]
+        self.p, self.sizes = p, list(sizes)
         self.q = sum(self.sizes)
-        offsets = np.cumsum([self.p] + self.sizes)[:-1]
-        cols = np.concatenate([fixed] + [g + off for g, off in zip(groups, offsets)])
-        rows = np.tile(np.arange(n), 1 + len(groups))
-        # Every column is an indicator: A @ v is the linear predictor of each trial.
-        self.A = sparse.csr_matrix((np.ones(cols.size), (rows, cols)), shape=(n, self.p + self.q))
+        self.A = A.tocsr()
         self.AT = self.A.T.tocsr()
         self.v = np.zeros(self.p + self.q)
-        largest = int(np.argmax(self.sizes))
-        self.big = offsets[largest] + np.arange(self.sizes[largest])
+        offsets = np.cumsum([self.p] + self.sizes)[:-1]
+        self.big = offsets[big] + np.arange(self.sizes[big])
+
+    @classmethod
+    def indicators(cls, y: np.ndarray, fixed: np.ndarray, groups: list[np.ndarray]) -> "_Problem":
+        """Indicator columns: one fixed effect per code of `fixed`, one random intercept per level of
+        each group; the largest group is eliminated first."""
+        n = y.size
+        p = int(fixed.max()) + 1
+        sizes = [int(g.max()) + 1 for g in groups]
+        offsets = np.cumsum([p] + sizes)[:-1]
+        cols = np.concatenate([fixed] + [g + off for g, off in zip(groups, offsets)])
+        rows = np.tile(np.arange(n), 1 + len(groups))
+        A = sparse.csr_matrix((np.ones(cols.size), (rows, cols)), shape=(n, p + sum(sizes)))
+        return cls(y, A, p, sizes, int(np.argmax(sizes)))
 
     def precision(self, log_sd: np.ndarray) -> np.ndarray:
         return np.concatenate([np.zeros(self.p)] + [np.full(s, math.exp(-2 * ls)) for s, ls in zip(self.sizes, log_sd)])
@@ -187,17 +198,90 @@ def fit_crossed_logistic(correct: Sequence[bool], condition: Sequence, groups: d
         c, levels = _codes(list(labels))
         codes.append(c)
         sizes.append(len(levels))
-    problem = _Problem(y, fixed, codes)
-    start = np.full(len(codes), math.log(0.5))
-    # The matrices are a few hundred wide: one BLAS thread is fastest, and several threads on shared
-    # cores slow these small factorisations down 20-fold.
-    with threadpool_limits(1):
-        result = optimize.minimize(lambda s: -problem.laplace_loglik(s), start, method="L-BFGS-B",
-                                   bounds=[_LOG_SD_BOUNDS] * len(codes), options={"maxiter": 200})
-        log_sd = np.asarray(result.x)
-        v, _, hess, _ = problem.mode(log_sd)
-        cov = hess.fixed_covariance(problem.p)
+    problem = _Problem.indicators(y, fixed, codes)
+    v, cov, log_sd, result = _fit(problem)
     return MixedModelFit(
         fixed_names=[str(n) for n in fixed_names], coef=v[:problem.p], se=np.sqrt(np.diag(cov)),
         group_names=list(groups), sd=np.exp(log_sd), group_sizes=sizes, trials=int(y.size),
         log_likelihood=float(-result.fun), converged=bool(result.success))
+
+
+def _fit(problem: _Problem):
+    """Maximise the Laplace log-likelihood over the log standard deviations: (mode, covariance of the
+    fixed effects, log SDs, the optimiser's result)."""
+    start = np.full(len(problem.sizes), math.log(0.5))
+    # The matrices are a few hundred wide: one BLAS thread is fastest, and several threads on shared
+    # cores slow these small factorisations down 20-fold.
+    with threadpool_limits(1):
+        result = optimize.minimize(lambda s: -problem.laplace_loglik(s), start, method="L-BFGS-B",
+                                   bounds=[_LOG_SD_BOUNDS] * len(problem.sizes), options={"maxiter": 200})
+        log_sd = np.asarray(result.x)
+        v, _, hess, _ = problem.mode(log_sd)
+        cov = hess.fixed_covariance(problem.p)
+    return v, cov, log_sd, result
+
+
+@dataclass
+class BradleyTerryMixedFit:
+    """logit P(left chosen) = side + s[left condition] − s[right condition] + u[participant]
+    + w[left image] − w[right image]: Bradley–Terry strengths s (mean 0 over conditions) with a side
+    bias, a random side bias per participant (u) and a random strength per image (w)."""
+    conditions: list[str]
+    strength: np.ndarray              # logit scale, mean 0
+    strength_cov: np.ndarray
+    side: float                       # logit of choosing the left image between equal strengths
+    side_se: float
+    group_names: list[str]
+    sd: np.ndarray
+    group_sizes: list[int]
+    trials: int
+    converged: bool
+
+    def beats(self, i: int, j: int, level: float = 0.95) -> tuple[float, tuple[float, float]]:
+        """P(a typical image of condition i is chosen over one of j), with its Wald interval."""
+        diff = self.strength[i] - self.strength[j]
+        se = math.sqrt(max(0.0, self.strength_cov[i, i] + self.strength_cov[j, j] - 2 * self.strength_cov[i, j]))
+        z = float(sps.norm.ppf(1 - (1 - level) / 2))
+        return float(expit(diff)), (float(expit(diff - z * se)), float(expit(diff + z * se)))
+
+
+def fit_bradley_terry_mixed(chose_left: Sequence[bool], left_condition: Sequence, right_condition: Sequence,
+                            participant: Sequence, left_image: Sequence, right_image: Sequence,
+                            conditions: Sequence[str]) -> BradleyTerryMixedFit:
+    """Fit the Bradley–Terry GLMM above by the Laplace approximation (the same fit as
+    fit_crossed_logistic, with ±1 design columns). The first condition is the reference of the fit;
+    strengths are reported centred (mean 0), with their covariance."""
+    y = np.asarray(chose_left, dtype=float)
+    n = y.size
+    if n == 0:
+        raise MixedModelError("no trials to fit")
+    index = {c: k for k, c in enumerate(conditions)}
+    k = len(conditions)
+    people, people_levels = _codes(list(participant))
+    images, image_levels = _codes(list(left_image) + list(right_image))
+    rows, cols, vals = [np.arange(n)], [np.zeros(n, dtype=np.int64)], [np.ones(n)]   # the side bias
+    for labels, sign in ((left_condition, 1.0), (right_condition, -1.0)):
+        codes = np.array([index[c] for c in labels])
+        keep = codes > 0                                       # condition 0 is the reference
+        rows.append(np.arange(n)[keep])
+        cols.append(codes[keep])                               # columns 1..k-1
+        vals.append(np.full(int(keep.sum()), sign))
+    rows.append(np.arange(n))
+    cols.append(k + people)
+    vals.append(np.ones(n))
+    for half, sign in ((images[:n], 1.0), (images[n:], -1.0)):
+        rows.append(np.arange(n))
+        cols.append(k + len(people_levels) + half)
+        vals.append(np.full(n, sign))
+    sizes = [len(people_levels), len(image_levels)]
+    A = sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                          shape=(n, k + sum(sizes)))
+    problem = _Problem(y, A, k, sizes, big=0)                  # one participant per trial: eliminated first
+    v, cov, log_sd, result = _fit(problem)
+    # Strengths relative to the reference (0, s_2, ..., s_k), then centred: s − mean(s).
+    to_centred = np.eye(k)[:, 1:] - np.full((k, k - 1), 1 / k)
+    strength = to_centred @ v[1:k]
+    return BradleyTerryMixedFit(
+        conditions=list(conditions), strength=strength, strength_cov=to_centred @ cov[1:k, 1:k] @ to_centred.T,
+        side=float(v[0]), side_se=float(math.sqrt(cov[0, 0])), group_names=["participant side bias", "image"],
+        sd=np.exp(log_sd), group_sizes=sizes, trials=n, converged=bool(result.success))

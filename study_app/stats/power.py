@@ -115,3 +115,37 @@ def power_plan(trials_per_participant: int, icc: float, *, margin: float, alpha:
         participants_to_detect=participants_needed(n_detect, m, icc) if n_detect else None,
         margin=margin, trials_for_equivalence=n_equiv,
         participants_for_equivalence=participants_needed(n_equiv, m, icc) if n_equiv else None)
+
+
+@dataclass
+class PairwisePowerPlan:
+    """Sample size for the pairwise design's head-to-head test of one pair of conditions: the exact
+    binomial test of that pair's comparisons against 50%, at α divided by the number of pairs
+    (Bonferroni, which Holm's first step equals), with the design effect of comparisons_per_pair
+    comparisons of that pair per participant."""
+    conditions: int
+    pairs: int
+    comparisons_per_pair: int          # per participant
+    p_beats: float                     # true P(the better condition's image is chosen)
+    icc: float
+    design_effect: float
+    alpha: float
+    alpha_per_pair: float
+    target_power: float
+    comparisons_needed: int | None     # independent comparisons of the pair
+    participants_needed: int | None
+
+
+def pairwise_power_plan(conditions: int, comparisons_per_pair: int, p_beats: float, icc: float, *,
+                        alpha: float = 0.05, target_power: float = 0.8) -> PairwisePowerPlan:
+    """Participants needed to detect P(a beats b) = p_beats for any one pair of `conditions`."""
+    if conditions < 2:
+        raise ValueError("the pairwise design needs at least two conditions")
+    pairs = conditions * (conditions - 1) // 2
+    alpha_pair = alpha / pairs
+    n = trials_needed(p_beats, target_power, alpha=alpha_pair)
+    return PairwisePowerPlan(
+        conditions=conditions, pairs=pairs, comparisons_per_pair=comparisons_per_pair, p_beats=p_beats, icc=icc,
+        design_effect=design_effect(comparisons_per_pair, icc), alpha=alpha, alpha_per_pair=alpha_pair,
+        target_power=target_power, comparisons_needed=n,
+        participants_needed=participants_needed(n, comparisons_per_pair, icc) if n else None)

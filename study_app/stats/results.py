@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 
 from .hype_time import HypeTimeResult
+from .pairwise import HeadToHead, RankingReport
 from .power import PowerPlan
 
 
@@ -92,6 +93,17 @@ class SingleConditionResult(BaseConditionResult):
 
 
 @dataclass
+class PairwiseConditionResult(BaseConditionResult):
+    """One condition of a pairwise study: accuracy = its win rate (the share of its comparisons in
+    which its image was chosen as more real; 50% = as real as the conditions it met), with the base
+    class's tests of that share against 50%; dprime is NaN. rank and strength come from the
+    Bradley–Terry fit (RankingReport)."""
+    rank: int
+    strength: float                   # Bradley–Terry log-strength, mean 0 over conditions
+    strength_ci: tuple[float, float]  # participant bootstrap 95%
+
+
+@dataclass
 class MixedModelCondition:
     condition: str
     accuracy: float                   # typical participant on a typical image: expit(coefficient)
@@ -116,7 +128,15 @@ class MixedModelReport:
     note: str = ""                    # why the model was not fitted, or a caution
 
 
-FRAME_TABLES = ("conditions", "images", "mixed_model", "hype_time")
+FRAME_TABLES = ("conditions", "images", "mixed_model", "hype_time", "ranking")
+
+
+def _no_removals() -> dict:
+    return {"participants": 0, "trials": 0, "by_reason": {}, "incomplete_participants": 0, "incomplete_trials": 0}
+
+
+def _no_quality() -> dict:
+    return {"main_trials": 0, "reexposed_main_trials": 0, "too_fast_attempts": 0, "timing_flagged_trials": 0}
 
 
 @dataclass
@@ -129,7 +149,7 @@ class StudyReport:
     excluded: dict[int, str]                  # participant -> reason (pre-declared rule)
     incomplete: list[int]                     # participants left out because they did not finish
     attention_accuracy: float
-    conditions: list[ConditionResult] | list[SingleConditionResult]
+    conditions: list[ConditionResult] | list[SingleConditionResult] | list[PairwiseConditionResult]
     images: list[ImageStat]
     power: PowerPlan
     verdict: str
@@ -138,6 +158,13 @@ class StudyReport:
     correction: str = "holm"                  # across conditions: "holm" or "bh"
     mixed_model: MixedModelReport | None = None
     hype_time: list[HypeTimeResult] = field(default_factory=list)   # staircase studies only
+    ranking: RankingReport | None = None                           # pairwise studies only
+    # What the pre-declared rule and the completeness rule removed: participants and their answers,
+    # excluded participants per reason ("attention checks", "response time").
+    removed: dict = field(default_factory=_no_removals)
+    # Of the analysed participants' answers: main trials, those shown more than once (views > 1),
+    # refused too-fast attempts, and answers whose browser timing the server contradicts.
+    quality: dict = field(default_factory=_no_quality)
 
     def to_dict(self) -> dict:
         """Plain JSON-ready data (NaN and infinities become None)."""
@@ -151,18 +178,23 @@ class StudyReport:
         - "conditions": per condition, every field of its ConditionResult / SingleConditionResult;
         - "images": per image, its views, fool (or real-judged) rate, Wilson interval and shrunk rate;
         - "mixed_model": per condition, the GLMM's typical accuracy (empty when it was not fitted);
-        - "hype_time": per condition, the HYPE_time threshold (staircase studies; else empty).
+        - "hype_time": per condition, the HYPE_time threshold (staircase studies; else empty);
+        - "ranking": pairwise studies, per ordered pair of conditions (a, b): a's wins, the head-to-head
+          test, the Bradley–Terry P(a beats b) with its bootstrap interval (else empty).
 
         An interval (low, high) becomes two columns, `<name>_low` and `<name>_high`; NaN stays NaN."""
         import pandas as pd
 
         if table not in FRAME_TABLES:
             raise ValueError(f"table must be one of {', '.join(FRAME_TABLES)}; got {table!r}")
+        condition_type = {"single": SingleConditionResult, "pairwise": PairwiseConditionResult}.get(self.design,
+                                                                                                ConditionResult)
         row_type, items = {
-            "conditions": (SingleConditionResult if self.design == "single" else ConditionResult, self.conditions),
+            "conditions": (condition_type, self.conditions),
             "images": (ImageStat, self.images),
             "mixed_model": (MixedModelCondition, self.mixed_model.conditions if self.mixed_model else []),
-            "hype_time": (HypeTimeResult, self.hype_time)}[table]
+            "hype_time": (HypeTimeResult, self.hype_time),
+            "ranking": (HeadToHead, self.ranking.pairs if self.ranking else [])}[table]
         intervals = {f.name for f in fields(row_type) if str(f.type).startswith("tuple")}
         columns = [c for f in fields(row_type)
                    for c in ((f"{f.name}_low", f"{f.name}_high") if f.name in intervals else (f.name,))]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 from .hype_time import format_hype_time
+from .pairwise import RankingReport
 from .power import PowerPlan
 from .results import MixedModelReport, StudyReport
 from .sdt import SDT_CORRECTION
@@ -12,7 +13,17 @@ DESIGN_WORDS = {
     "paired": {"unit": "pairs", "better": "people picked the real image more often than chance"},
     "single": {"unit": "images", "better": "people classified the images (real as real, generated as generated) "
                                            "correctly more often than chance"},
+    "pairwise": {"unit": "pairs", "better": "its images were chosen as more real than those of the other conditions"},
 }
+
+
+def pairwise_condition_verdict(res, n_conditions: int) -> str:
+    """A pairwise condition's line: its rank, win rate and strength (the head-to-head verdicts are
+    in the ranking)."""
+    return (f"rank {res.rank} of {n_conditions}: chosen as more real in {res.accuracy:.1%} of its {res.trials} "
+            f"comparisons (95% CI {res.ci_exact[0]:.1%}–{res.ci_exact[1]:.1%}, participant bootstrap "
+            f"{res.ci_bootstrap[0]:.1%}–{res.ci_bootstrap[1]:.1%}); Bradley–Terry strength {res.strength:+.2f} "
+            f"(bootstrap 95% CI {_num_ci(res.strength_ci)}).")
 
 
 def condition_verdict(res, margin: float, alpha: float, plan: PowerPlan, design: str = "paired") -> str:
@@ -61,12 +72,7 @@ def _report_lines(report: StudyReport, description: list[str], columns: str, cel
     """What both designs print: the participant counts, the design's `description`, one table row per
     condition (shared columns, then the design's `columns` header and `cells(c)`), and each
     condition's verdict followed by `details(c)`."""
-    lines = [
-        f"Participants: {report.participants_total} with answers, {report.participants_analysed} analysed, "
-        f"{len(report.excluded)} excluded, {len(report.incomplete)} incomplete (not analysed).",
-        f"Exclusion rule (pre-declared): {report.exclusion_rule}.",
-        f"Attention checks of analysed participants: {_pct(report.attention_accuracy).strip()} correct.",
-        *description,
+    lines = [*_header_lines(report), *description,
         "",
         f"{'condition':<16} {'people':>6} {'trials':>6} {'acc':>6} {'exact 95% CI':>15} {'bootstrap CI':>15} "
         f"{'p':>7} {'p_adj':>7} " + columns,
@@ -84,6 +90,28 @@ def _report_lines(report: StudyReport, description: list[str], columns: str, cel
         lines.append(f"[{c.condition}] {c.verdict}")
         if c.trials:
             lines += details(c)
+    return lines
+
+
+def _header_lines(report: StudyReport) -> list[str]:
+    """Who was analysed, what the rules removed, and how far the timing can be trusted."""
+    removed, quality = report.removed, report.quality
+    reasons = ", ".join(f"{n} by {reason}" for reason, n in sorted(removed["by_reason"].items()))
+    lines = [
+        f"Participants: {report.participants_total} with answers, {report.participants_analysed} analysed, "
+        f"{len(report.excluded)} excluded, {len(report.incomplete)} incomplete (not analysed).",
+        f"Exclusion rule (pre-declared): {report.exclusion_rule}.",
+        f"Removed: {removed['participants']} participants with {removed['trials']} answers by the exclusion rule"
+        + (f" ({reasons})" if reasons else "") + f"; {removed['incomplete_participants']} unfinished participants "
+        f"with {removed['incomplete_trials']} answers.",
+        f"Attention checks of analysed participants: {_pct(report.attention_accuracy).strip()} correct.",
+    ]
+    if quality["main_trials"]:
+        lines.append(
+            f"Of {quality['main_trials']} analysed main trials, {quality['reexposed_main_trials']} were shown more than "
+            f"once before the answer (reload, second tab or a refused answer: flagged `reexposed` in the export, "
+            f"kept here); {quality['too_fast_attempts']} too-fast answers were refused; the browser's timing was "
+            f"contradicted by the server's in {quality['timing_flagged_trials']} answers (the server's time was used).")
     return lines
 
 
@@ -158,8 +186,81 @@ def _mixed_model_lines(mm: MixedModelReport | None, margin: float) -> list[str]:
     return lines
 
 
+def _ranking_lines(ranking: RankingReport) -> list[str]:
+    """The pairwise ranking: strengths, P(row beats column), head-to-head verdicts, the mixed model."""
+    if not ranking.trials:
+        return ["Ranking (Bradley–Terry): no comparisons yet."]
+    names = ranking.conditions
+    width = max([len(n) for n in names] + [9])
+    lines = [f"Ranking (Bradley–Terry): {ranking.description}",
+             f"{'rank':>4} {'condition':<{width}} {'strength':>8} {'95% CI':>15}  "
+             + " ".join(f"{('P>' + n)[:12]:>12}" for n in names)]
+    for rank, (name, strength, ci) in enumerate(zip(names, ranking.strength, ranking.strength_ci), start=1):
+        cells = " ".join(f"{'':>12}" if other == name else f"{ranking.pair(name, other).p_beats:>12.2f}"
+                         for other in names)
+        lines.append(f"{rank:>4} {name:<{width}} {strength:>+8.2f} {_num_ci(ci):>15}  {cells}")
+    lines.append("    P>X: probability that the row's image is chosen over condition X's; bootstrap intervals and the "
+                 "share of resamples ranking the row above X follow.")
+    for h in ranking.pairs:
+        if names.index(h.a) < names.index(h.b):
+            lines.append(f"    {h.a} over {h.b}: P = {h.p_beats:.2f} (bootstrap 95% CI {_num_ci(h.p_beats_ci)}), "
+                         f"ranked above in {h.bootstrap_share:.0%} of resamples; head to head {h.a_wins}/{h.comparisons}, "
+                         f"exact p = {h.p_value:.3g}, Holm p_adj = {h.p_value_adjusted:.3g}.")
+    lines += ["", *[f"[{h.a} vs {h.b}] {h.verdict}" for h in ranking.pairs if names.index(h.a) < names.index(h.b)]]
+    lines.append(f"Side bias: the left image was chosen in {_pct(ranking.left_choice_rate).strip()} of comparisons "
+                 f"(p = {ranking.position_p_value:.3g} against 50%).")
+    mm = ranking.mixed_model
+    if mm is not None:
+        lines += ["", "Mixed model (Bradley–Terry GLMM, Laplace): logit P(left chosen) = side + s[left] − s[right] "
+                      "+ (1 | participant side bias) + image strengths (signed)"]
+        if not mm.strength:
+            lines.append(f"    {mm.note}")
+        else:
+            sds = ", ".join(f"{k} {v:.2f} ({mm.group_sizes[k]} levels)" for k, v in mm.random_sd.items())
+            lines.append(f"    {mm.trials} comparisons; random-effect SDs on the logit scale: {sds}; side bias "
+                         f"P(left) = {mm.side_bias:.2f} between equal strengths.")
+            for c, s_, se in zip(mm.conditions, mm.strength, mm.strength_se):
+                lines.append(f"    {c:<{width}} strength {s_:+.2f} (SE {se:.2f}); " + "; ".join(
+                    f"P(beats {b}) {p:.2f} ({lo:.2f}–{hi:.2f})" for b, (p, lo, hi) in mm.beats[c].items()))
+            if mm.note:
+                lines.append(f"    Note: {mm.note}")
+    p = ranking.power
+    if p is not None:
+        need = (f"{p.comparisons_needed} independent comparisons of that pair ≈ {p.participants_needed} participants "
+                f"x {p.comparisons_per_pair}" if p.comparisons_needed else "not reachable")
+        lines += ["", f"Power plan (pairwise): to detect P(beats) = {p.p_beats:.0%} for one pair at α = "
+                      f"{p.alpha:g}/{p.pairs} pairs with power {p.target_power:.0%} (ICC {p.icc:.3f}, design effect "
+                      f"{p.design_effect:.2f}): {need}."]
+    return lines
+
+
+def _pairwise_lines(report: StudyReport) -> list[str]:
+    """Header, per-condition table and ranking of a pairwise study."""
+    lines = [*_header_lines(report),
+             "Design: pairwise (two generated images of two conditions; which looks more real?). Win rate = share "
+             "of a condition's comparisons in which its image was chosen; 50% = as real-looking as the conditions "
+             f"it met. α = {report.alpha}.", "",
+             f"{'condition':<16} {'people':>6} {'comps':>6} {'wins':>6} {'exact 95% CI':>15} {'bootstrap CI':>15} "
+             f"{'p':>7} {'p_adj':>7}"]
+    for c in report.conditions:
+        if not c.trials:
+            lines.append(f"{c.condition:<16} {0:>6} {0:>6}   (no comparisons yet)")
+            continue
+        lines.append(f"{c.condition:<16} {c.participants:>6} {c.trials:>6} {_pct(c.accuracy)} "
+                     f"{_pct(c.ci_exact[0])}–{_pct(c.ci_exact[1]).strip():>6} "
+                     f"{_pct(c.ci_bootstrap[0])}–{_pct(c.ci_bootstrap[1]).strip():>6} "
+                     f"{c.p_value:>7.3g} {c.p_value_adjusted:>7.3g}")
+    lines.append("")
+    lines += [f"[{c.condition}] {c.verdict}" for c in report.conditions]
+    if report.ranking is not None:
+        lines += [""] + _ranking_lines(report.ranking)
+    return lines + [""] + report.notes + ["", f"VERDICT: {report.verdict}"]
+
+
 def format_report(report: StudyReport, *, max_images: int = 10) -> str:
     """Plain-text report for the terminal and the admin page."""
+    if report.design == "pairwise":
+        return "\n".join(_pairwise_lines(report))
     unit = DESIGN_WORDS[report.design]["unit"]
     lines = _single_lines(report) if report.design == "single" else _paired_lines(report)
     p = report.power

@@ -2,7 +2,12 @@
 With several studies served, a selector (with each study's counts) picks the study first.
 
 The password comes from the STUDY_ADMIN_PASSWORD environment variable of the server, never from
-the config file, and is compared in constant time. Every number is read fresh from the database.
+the config file, and is compared in constant time. Wrong passwords are counted on the server, per
+client address and in total (study_app/guard.py): a reload or a new browser does not reset the
+lockout, and every failure is logged. A signed-in session ends with "Sign out" or after
+IDLE_TIMEOUT_S without a click. Downloads are made when clicked, not on every rerun. Every number
+is read fresh from the database. The page sends the password and the data in the clear unless a
+TLS proxy stands in front of the server (README).
 """
 from __future__ import annotations
 
@@ -18,11 +23,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from study_app import stats
 from study_app.config import ADMIN_PASSWORD_ENV, design_text_warnings
+from study_app.guard import IDLE_TIMEOUT_S
 from study_app.study import Study
-from study_app.views.common import load_study, open_study, served_studies
-
-MAX_FAILURES = 5
-LOCKOUT_SECONDS = 60
+from study_app.views.common import client_address, load_study, open_study, served_studies, sign_in_guard
 
 ss = st.session_state
 
@@ -30,21 +33,32 @@ ss = st.session_state
 def _sign_in() -> None:
     expected = os.environ.get(ADMIN_PASSWORD_ENV, "")
     entered = ss.get("admin-password") or ""
-    if time.monotonic() < ss.get("admin_locked_until", 0):
+    ss["admin-password"] = ""
+    address = client_address()
+    guard = sign_in_guard()
+    wait = guard.wait_seconds(address)
+    if wait:
+        guard.refused(address, wait)
         return
     if expected and hmac.compare_digest(entered.encode(), expected.encode()):
+        guard.succeeded(address)
         ss["admin_ok"] = True
-        ss["admin_failures"] = 0
+        ss["admin_seen"] = time.monotonic()
+        ss.pop("admin_failed", None)
     else:
-        ss["admin_failures"] = ss.get("admin_failures", 0) + 1
-        if ss["admin_failures"] >= MAX_FAILURES:  # slow down guessing from one session
-            ss["admin_locked_until"] = time.monotonic() + LOCKOUT_SECONDS
-    ss["admin-password"] = ""
+        guard.failed(address)
+        ss["admin_failed"] = True
+
+
+def _sign_out(reason: str = "") -> None:
+    for key in ("admin_ok", "admin_seen"):
+        ss.pop(key, None)
+    ss["admin_signed_out"] = reason or "You are signed out."
 
 
 def _delete_by_code(store) -> None:
     code = ss.get("admin-deletion-code", "")
-    ss["admin_delete_result"] = store.withdraw_by_code(code) if code.strip() else None
+    ss["admin_delete_result"] = store.withdraw_by_code(code).status if code.strip() else None
 
 
 def sign_in_screen() -> None:
@@ -52,14 +66,27 @@ def sign_in_screen() -> None:
     if not os.environ.get(ADMIN_PASSWORD_ENV):
         st.error(f"The admin page is disabled: start the server with the environment variable {ADMIN_PASSWORD_ENV} set.")
         st.stop()
-    locked = time.monotonic() < ss.get("admin_locked_until", 0)
-    st.text_input("Admin password", type="password", key="admin-password", disabled=locked)
-    st.button("Sign in", type="primary", key="admin-sign-in", on_click=_sign_in, disabled=locked)
-    if locked:
-        st.error(f"Too many wrong passwords: wait {LOCKOUT_SECONDS} s.")
-    elif ss.get("admin_failures"):
+    notice = ss.pop("admin_signed_out", None)
+    if notice:
+        st.info(notice)
+    wait = sign_in_guard().wait_seconds(client_address())
+    st.text_input("Admin password", type="password", key="admin-password", disabled=bool(wait))
+    st.button("Sign in", type="primary", key="admin-sign-in", on_click=_sign_in, disabled=bool(wait))
+    if wait:
+        st.error(f"Too many wrong passwords: sign-in is locked for another {wait:.0f} s. Each further failure "
+                 "doubles the wait.")
+    elif ss.pop("admin_failed", None):
         st.error("Wrong password.")
     st.stop()
+
+
+def _check_idle() -> None:
+    """Sign out a session idle for IDLE_TIMEOUT_S; otherwise note this run as activity."""
+    now = time.monotonic()
+    if now - ss.get("admin_seen", now) > IDLE_TIMEOUT_S:
+        _sign_out(f"You were signed out after {IDLE_TIMEOUT_S // 60} minutes without activity.")
+        sign_in_screen()
+    ss["admin_seen"] = now
 
 
 def _condition_row(c) -> dict:
@@ -74,6 +101,12 @@ def _condition_row(c) -> dict:
         "TOST p (adjusted)": round(c.tost_p_adjusted, 4) if has else None,
         "d′": round(c.dprime, 2) if has else None,
     }
+    if isinstance(c, stats.PairwiseConditionResult):
+        return {"rank": c.rank, "condition": c.condition, "participants": c.participants, "comparisons": c.trials,
+                "win rate": f"{c.accuracy:.1%}" if has else "–",
+                "win rate 95% CI (Wilson)": f"{c.ci_wilson[0]:.1%}–{c.ci_wilson[1]:.1%}" if has else "–",
+                "strength (BT)": round(c.strength, 2) if has else None,
+                "strength 95% CI (bootstrap)": f"{c.strength_ci[0]:.2f} to {c.strength_ci[1]:.2f}" if has else "–"}
     if isinstance(c, stats.SingleConditionResult):
         def rate(value, ci, k, n):
             return f"{value:.1%} ({k}/{n}; {ci[0]:.1%}–{ci[1]:.1%})" if n else "–"
@@ -90,7 +123,7 @@ def choose_study() -> tuple[Study, str | None]:
     selector listing every study with its live counts, preselected from `?study=NAME`."""
     studies = served_studies()
     if len(studies) == 1:
-        return load_study(), None
+        return load_study(detailed=True), None
     st.set_page_config(layout="wide")
     opened = {name: open_study(path) for name, path in studies.items()}
 
@@ -121,8 +154,9 @@ def choose_study() -> tuple[Study, str | None]:
 @st.cache_data(show_spinner="Analysing the answers…", max_entries=32)
 def _analysed(_study: Study, study_key: tuple, rows: list[dict]) -> stats.StudyReport:
     # Every click reruns this page; the bootstrap and the mixed model take seconds on a large study,
-    # so the report is recomputed only when the answers (or the study) change.
-    return _study.analyse(rows)
+    # so the report is recomputed only when the answers (or the study) change. Only the participants
+    # of the current image manifest are analysed (the page says so when there are others).
+    return _study.analyse(rows, fingerprint=_study.manifest_fingerprint)
 
 
 def dashboard(study: Study, name: str | None = None) -> None:
@@ -141,6 +175,9 @@ def dashboard(study: Study, name: str | None = None) -> None:
     st.button("Refresh", key="refresh")
 
     rows = store.trial_rows()
+    mismatch = study.fingerprint_problem()
+    if mismatch:
+        st.error(mismatch + " The results below are those of the current manifest's participants only.")
     report = _analysed(study, (str(study.dir), study.fingerprint), rows)
     counts = store.counts()
     metrics = st.columns(5)
@@ -150,7 +187,15 @@ def dashboard(study: Study, name: str | None = None) -> None:
     metrics[3].metric("Withdrawn", counts["withdrawn"])
     metrics[4].metric("Excluded", len(report.excluded), help=report.exclusion_rule)
 
-    st.subheader("Results per condition")
+    removed = report.removed
+    if removed["participants"] or removed["incomplete_participants"]:
+        st.caption(f"Removed from the analysis: {removed['participants']} participants ({removed['trials']} answers) "
+                   f"by the pre-declared rule — {report.exclusion_rule}; {removed['incomplete_participants']} "
+                   f"unfinished ({removed['incomplete_trials']} answers).")
+    st.subheader("Ranking (Bradley–Terry)" if report.design == "pairwise" else "Results per condition")
+    if report.design == "pairwise" and report.ranking is not None:
+        st.caption(report.ranking.description)
+        st.dataframe(report.ranking.beats_table(), hide_index=True)
     if report.design == "single":
         st.caption("Single-image design: accuracy = images classified correctly; real error = real images judged "
                    "generated; fool rate = generated images judged real (95% bootstrap CIs over participants); "
@@ -179,14 +224,23 @@ def dashboard(study: Study, name: str | None = None) -> None:
         st.warning(w)
 
     st.subheader("Export")
+    last_export = store.last_export()
+    since = store.withdrawals_since(last_export)
+    if since and last_export is not None:
+        numbers = ", ".join(str(w["participant"]) for w in since if w["participant"] is not None)
+        st.warning(f"{len(since)} participant(s) withdrew since the last export ({last_export:%Y-%m-%d %H:%M} UTC)"
+                   + (f": participant number(s) {numbers}" if numbers else "")
+                   + ". Exports made before then still hold their answers: delete their rows from those copies.")
+    # Made when clicked (deferred): nothing is built on every rerun, and no file waits under /media/.
     downloads = st.columns(4)
-    downloads[0].download_button("Trials CSV", study.export_csv(), file_name="trials.csv", mime="text/csv",
+    downloads[0].download_button("Trials CSV", study.export_csv, file_name="trials.csv", mime="text/csv",
                                  key="download-trials", on_click="ignore")
-    downloads[1].download_button("Codebook", study.codebook_markdown(), file_name="codebook.md",
+    downloads[1].download_button("Codebook", study.codebook_markdown, file_name="codebook.md",
                                  mime="text/markdown", key="download-codebook", on_click="ignore")
-    downloads[2].download_button("Report (text)", stats.format_report(report), file_name="report.txt",
+    downloads[2].download_button("Report (text)", lambda: stats.format_report(report), file_name="report.txt",
                                  key="download-report", on_click="ignore")
-    downloads[3].download_button("Report (JSON)", json.dumps(report.to_dict(), indent=1, default=str, allow_nan=False),
+    downloads[3].download_button("Report (JSON)", lambda: json.dumps(report.to_dict(), indent=1, default=str,
+                                                                     allow_nan=False),
                                  file_name="report.json", mime="application/json", key="download-json",
                                  on_click="ignore")
 
@@ -203,12 +257,16 @@ def dashboard(study: Study, name: str | None = None) -> None:
     st.text_input("Deletion code (from the participant)", key="admin-deletion-code")
     st.button("Delete", key="admin-delete", on_click=_delete_by_code, args=(store,))
     result = ss.pop("admin_delete_result", None)
-    if result is True:
+    if result == "deleted":
         st.success("Deleted.")
-    elif result is False:
-        st.error("No participant has that deletion code.")
+    elif result == "already_withdrawn":
+        st.info("That deletion code was already used: the participant's answers were deleted before.")
+    elif result == "unknown":
+        st.error("No participant has ever had that deletion code: check it for typing mistakes.")
 
 
 if not ss.get("admin_ok"):
     sign_in_screen()
+_check_idle()
+st.button("Sign out", key="admin-sign-out", on_click=_sign_out)
 dashboard(*choose_study())

@@ -1,7 +1,10 @@
-"""What both pages share: finding the study dir and one Study (engine, images) per server process."""
+"""What both pages share: finding the study dir, one Study (engine, images) and the server-side
+guards per server process. What goes wrong is written to the server log in full; participants see
+only that the study is unavailable (database hosts, users and drivers are none of their business)."""
 from __future__ import annotations
 
 import io
+import logging
 import os
 import sys
 from pathlib import Path
@@ -12,8 +15,13 @@ from PIL import Image, ImageOps
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..config import CONFIG_FILENAME, MANIFEST_FILENAME, ConfigError
+from ..guard import RateLimiter, SignInGuard
 from ..manifest import ManifestError
 from ..study import DB_URL_ENV, STUDY_DIR_ENV, Study, study_names
+
+log = logging.getLogger("study_app")
+PARTICIPANT_ERROR = ("The study cannot be opened right now. Please try again in a few minutes; if it still does "
+                     "not open, contact the researcher.")
 
 
 def study_dirs() -> list[Path]:
@@ -49,13 +57,41 @@ def served_studies() -> dict[str, Path]:
         st.stop()
     try:
         return study_names(directories)
-    except ConfigError as exc:
-        st.error(f"The studies cannot start: {exc}")
+    except ConfigError as exc:   # `study-app serve` checks this first; only a hand-started server gets here
+        log.error("the studies cannot start: %s", exc)
+        st.error(PARTICIPANT_ERROR)
         st.stop()
 
 
+@st.cache_resource(show_spinner=False)
+def sign_in_guard() -> SignInGuard:
+    """The server's one admin guard (the admin page serves every study of the server)."""
+    return SignInGuard()
+
+
+@st.cache_resource(show_spinner=False)
+def participant_limiter(_study_key: str) -> RateLimiter:
+    """The new-participant limiter of one study (keyed by its fingerprint)."""
+    return RateLimiter()
+
+
+def client_address() -> str | None:
+    """The participant's or researcher's address as Streamlit sees the connection (None on localhost,
+    and behind a reverse proxy the proxy's)."""
+    address = st.context.ip_address
+    return address if isinstance(address, str) else None
+
+
 def open_study(directory: Path) -> Study | str:
-    """The shared Study of one study dir, or a message saying why it cannot be opened."""
+    """The shared Study of one study dir, or a message (for the researcher) saying why it cannot be
+    opened; the message and its cause are also logged."""
+    result = _open_study(directory)
+    if isinstance(result, str):
+        log.error("study %s cannot be opened: %s", directory, result)
+    return result
+
+
+def _open_study(directory: Path) -> Study | str:
     db_url = os.environ.get(DB_URL_ENV) or None
     try:
         stamp = tuple((directory / name).stat().st_mtime_ns for name in (CONFIG_FILENAME, MANIFEST_FILENAME))
@@ -70,6 +106,7 @@ def open_study(directory: Path) -> Study | str:
     except (ConfigError, ManifestError) as exc:
         return f"The study cannot start: {exc}"
     except SQLAlchemyError as exc:
+        log.exception("the response database of %s cannot be opened", directory)
         return f"The response database cannot be opened: {exc.__class__.__name__}: {exc}"
 
 
@@ -82,8 +119,9 @@ def requested_study_dir() -> Path | None:
     return studies.get(st.query_params.get("study", ""))
 
 
-def load_study() -> Study:
-    """The study of this page, or an error message and st.stop()."""
+def load_study(detailed: bool = False) -> Study:
+    """The study of this page, or an error message and st.stop(): the reason itself only when
+    `detailed` (a signed-in researcher), otherwise a generic one (the reason is in the server log)."""
     directory = requested_study_dir()
     if directory is None:
         # Several studies and no (known) name: never list the others, participants must not browse them.
@@ -91,7 +129,7 @@ def load_study() -> Study:
         st.stop()
     study = open_study(directory)
     if isinstance(study, str):
-        st.error(study)
+        st.error(study if detailed else PARTICIPANT_ERROR)
         st.stop()
     return study
 
@@ -100,7 +138,9 @@ def page_study() -> Study | None:
     """The study for the page title; None where several are served and the URL names none that
     opens (the page itself then says what is wrong)."""
     if len(served_studies()) == 1:
-        return load_study()
+        directory = requested_study_dir()
+        study = open_study(directory)
+        return study if isinstance(study, Study) else None
     directory = requested_study_dir()
     study = open_study(directory) if directory is not None else None
     return study if isinstance(study, Study) else None

@@ -1,40 +1,55 @@
 """Participant page: briefing → consent → instructions → practice (feedback) → trials → debrief.
 
-Both designs share this page: a paired trial shows two images ("which is real?"), a single-image
-trial one image ("real or generated?"); each trial knows its own design (Trial.design).
+Every design shares this page: a paired trial shows a real and a generated image ("which is real?"),
+a pairwise trial two generated images of two conditions ("which looks more real?"), a single-image
+trial one image ("real or generated?"); each trial knows its own design (Trial.design). Every trial
+is drawn by the in-browser component (views/component.py), which shows the images' original bytes
+and times the answer from the first frame they are on screen.
 
 Where the participant is comes from the database, not the browser session: the page reads the
 participant's stored answers on every run, so a reload, a second tab or a new connection with the
-same `?p=TOKEN` link lands on the next unanswered trial. Answer buttons carry the index of the
-trial they were drawn for, and storage accepts an answer only for the current trial, so stale or
-repeated clicks cannot add or change answers.
+same `?p=TOKEN` link lands on the next unanswered trial. Only that link resumes a session: a
+platform ID (PROLIFIC_PID) in the URL never does, since others know it. Answers carry the index of
+the trial they were given for, and storage accepts an answer only for the current trial, so stale
+or repeated clicks cannot add or change answers. Each time a trial is drawn a view is stored, so
+re-exposures (reload, second tab, a refused answer) show in the data.
 """
 from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import time
 from datetime import datetime, timezone
 
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 
+from study_app.manifest import ManifestError
 from study_app.planning import SIDES, TRUTHS
 from study_app.staircase import trial_exposure
-from study_app.storage import NotCurrentTrial, ParticipantFinished, StudyClosed, UnknownParticipant
-from study_app.views.common import fill, image_thumbnail, load_study, pair_thumbnail, study_link
-from study_app.views.timed import (answer_keys, answer_payload, data_url, timed_pair, timed_single,
-                                   window_requirement)
+from study_app.stats.rows import timing_check
+from study_app.storage import (NotCurrentTrial, ParticipantFinished, PlatformIdTaken, StudyClosed,
+                               UnknownParticipant)
+from study_app.views.common import (client_address, fill, image_thumbnail, load_study, pair_thumbnail, participant_limiter,
+                                    study_link)
+from study_app.views.component import (answer_payload, connection_watch, data_url, trial_component, trial_data,
+                                       window_requirement)
 
+log = logging.getLogger("study_app")
 study = load_study()
 cfg = study.config
 store = study.store
 ss = st.session_state
-SINGLE = cfg.design.kind == "single"
+KIND = cfg.design.kind
+SINGLE = KIND == "single"
+PAIRWISE = KIND == "pairwise"
 UNIT = "image" if SINGLE else "pair"     # what one trial shows, in the participant's words
 TRUTH_WORDS = {"real": "real", "fake": "generated"}
 MIN_WINDOW = (cfg.design.min_window_width, cfg.design.min_window_height)   # (0, 0): no minimum
 WINDOW_NOTE = window_requirement(*MIN_WINDOW)
+UNAVAILABLE = ("The study is briefly unavailable. Everything you answered so far is saved: please reload this "
+               "page in a minute to continue where you left off.")
 
 
 # -- actions (widget callbacks: they run before the page is drawn again) ---------------------------
@@ -43,18 +58,31 @@ def _platform_params() -> dict[str, str]:
     return {k: st.query_params[k] for k in cfg.recruitment.platform_id_params if st.query_params.get(k)}
 
 
+def _primary_platform_id() -> str | None:
+    """The platform ID in the URL when the study stores them (PROLIFIC_PID by default), else None."""
+    if not cfg.recruitment.store_platform_ids or not cfg.recruitment.platform_id_params:
+        return None
+    return st.query_params.get(cfg.recruitment.platform_id_params[0]) or None
+
+
 def _consent_agree() -> None:
     if not all(ss.get(f"consent-{i}") for i in range(len(cfg.consent_items))):
         ss["consent_error"] = "Please tick every statement to take part, or choose “I do not agree”."
         return
     ss.pop("consent_error", None)
+    limit = cfg.recruitment.max_new_per_address_per_hour
+    if limit and not participant_limiter(study.fingerprint).allow(client_address(), limit):
+        ss["consent_error"] = ("Too many people have started this study from your network in the last hour. "
+                               "Please try again later, or contact the researcher.")
+        return
     platform = _platform_params() if cfg.recruitment.store_platform_ids else {}
-    primary = cfg.recruitment.platform_id_params[0] if cfg.recruitment.platform_id_params else None
     try:
-        state = study.new_participant(platform_id=platform.get(primary) if primary else None,
-                                      platform_info=platform or None)
+        state = study.new_participant(platform_id=_primary_platform_id(), platform_info=platform or None)
     except StudyClosed:
         ss["stage"] = "closed"
+        return
+    except PlatformIdTaken:
+        ss["stage"] = "already_started"
         return
     ss["token"] = state.token
     st.query_params["p"] = state.token  # the link now resumes this participant (`study`, if any, stays)
@@ -68,18 +96,31 @@ def _start_trials(token: str) -> None:
     store.start_trials(token)
 
 
+def _remount(token: str, index: int, notice: str) -> None:
+    """Show the trial again, in a fresh component (the old one locked itself after the answer)."""
+    ss["notice"] = notice
+    ss[f"remount-{token}-{index}"] = ss.get(f"remount-{token}-{index}", 0) + 1
+
+
+def _shown_key(token: str, index: int) -> str:
+    return f"shown-{token}-{index}-{ss.get(f'remount-{token}-{index}', 0)}"
+
+
 def _answer(token: str, index: int, side: str, client: dict | None = None,
             target_exposure_ms: int | None = None) -> None:
-    shown = ss.get(f"shown-{token}-{index}")
+    shown = ss.get(_shown_key(token, index))
     rt_ms = (time.monotonic() - shown[0]) * 1000 if shown else None
-    # The browser's own measurement, when there is one, is the better clock.
-    decisive_rt = client.get("rt_ms") if client and isinstance(client.get("rt_ms"), (int, float)) else rt_ms
-    if decisive_rt is not None and decisive_rt < cfg.design.min_response_ms:
-        # Faster than anyone can compare two images: the second click of a double click that landed
-        # on the next pair. Keep the pair on screen instead of recording it.
-        ss["notice"] = ("That was very fast — please look at the image, then choose." if SINGLE else
-                        "That was very fast — please look at both images, then choose.")
-        ss[f"remount-{token}-{index}"] = ss.get(f"remount-{token}-{index}", 0) + 1  # timed: a fresh component
+    client_rt = client.get("rt_ms") if client and isinstance(client.get("rt_ms"), (int, float)) else None
+    exposure = client.get("exposure_ms") if client and isinstance(client.get("exposure_ms"), (int, float)) else None
+    # The browser's clock where the server's bounds it, else the server's: a patched browser cannot
+    # claim more time than the server saw pass.
+    used, _ = timing_check(rt_ms, client_rt, exposure)
+    if used is not None and used < cfg.design.min_response_ms:
+        # Faster than anyone can look at the images: the browser refuses these itself, so this one
+        # comes from a page that does not (or the second click of a double click). Counted, not stored.
+        store.record_too_fast(token, index)
+        _remount(token, index, "That was very fast — please look at the image, then choose." if SINGLE else
+                 "That was very fast — please look at both images, then choose.")
         return
     try:
         outcome = store.record_answer(token, index, side, rt_ms=rt_ms, shown_at=shown[1] if shown else None,
@@ -91,19 +132,20 @@ def _answer(token: str, index: int, side: str, client: dict | None = None,
         ss["notice"] = "Your answers are no longer stored (withdrawn)."
         return
     except ValueError:   # an answer this trial does not take (only from a tampered page)
-        ss["notice"] = "That answer was not recognised; it was not recorded."
+        _remount(token, index, "That answer was not recognised; it was not recorded.")
         return
     except SQLAlchemyError:
-        # Nothing was stored (the transaction rolled back); the same pair stays on screen.
-        ss["notice"] = "Your answer could not be saved just now. Please choose again."
+        # Nothing was stored (the transaction rolled back); the same trial is shown again.
+        log.exception("an answer could not be stored")
+        _remount(token, index, "Your answer could not be saved just now. Please choose again.")
         return
     if outcome.status == "duplicate":
         ss["notice"] = f"That {UNIT} was already answered; your first answer is kept."
     elif outcome.kind == "practice":
-        ss["feedback"] = {"token": token, "index": index, "correct": outcome.correct}
+        ss["feedback"] = {"token": token, "index": index, "correct": outcome.correct, "answer": side}
 
 
-def _answer_timed(token: str, index: int, key: str, exposure_ms: int) -> None:
+def _answer_from_component(token: str, index: int, key: str, exposure_ms: int) -> None:
     payload = answer_payload(key)
     if payload and payload.get("trial") == index and payload.get("answer") in SIDES + TRUTHS:
         # exposure_ms is what this component was given (0: shown until answered, nothing to store).
@@ -111,8 +153,11 @@ def _answer_timed(token: str, index: int, key: str, exposure_ms: int) -> None:
 
 
 def _exposure_ms(token: str, trial) -> int:
-    """Exposure for the timed component: the fixed design.exposure_ms, or the staircase's value, which
-    follows from the stored answers alone (so a reload shows the trial at the same exposure)."""
+    """Exposure for the component: 0 (until answered) in the "buttons" presentation; the fixed
+    design.exposure_ms, or the staircase's value, which follows from the stored answers alone (so a
+    reload shows the trial at the same exposure), in the "timed" one."""
+    if cfg.design.presentation != "timed":
+        return 0
     if not cfg.design.staircase:
         return cfg.design.exposure_ms
     return trial_exposure(cfg.design, store.answers(token), trial)
@@ -135,15 +180,18 @@ def _withdraw(token: str) -> None:
         del st.query_params["p"]
 
 
+DELETE_MESSAGES = {
+    "deleted": ("ok", "Your answers have been deleted. Thank you for letting us know."),
+    "already_withdrawn": ("ok", "The answers of this deletion code were already deleted: nothing more is stored "
+                                "under it."),
+    "unknown": ("error", "No answers are stored under that code: please check it for typing mistakes."),
+}
+
+
 def _delete_by_code() -> None:
     code = (ss.get("deletion-code") or "").strip()
-    if not code:
-        ss["delete_result"] = ("error", "Please enter your deletion code.")
-    elif store.withdraw_by_code(code):
-        ss["delete_result"] = ("ok", "Your answers have been deleted. Thank you for letting us know.")
-    else:
-        ss["delete_result"] = ("error", "No answers are stored under that code: it may be mistyped, "
-                                        "or the answers were already deleted.")
+    ss["delete_result"] = ("error", "Please enter your deletion code.") if not code else \
+        DELETE_MESSAGES[store.withdraw_by_code(code).status]
 
 
 # -- screens -----------------------------------------------------------------------------------------
@@ -154,11 +202,16 @@ def show_notice() -> None:
         st.caption(f"ℹ️ {notice}")
 
 
+def contact_line() -> None:
+    st.caption(f"Contact: {fill(cfg.texts.contact, study)}")
+
+
 def screen_briefing() -> None:
     st.title(cfg.title)
     if "Mobi" in (st.context.headers or {}).get("User-Agent", ""):
-        st.warning("Images are hard to judge on a small screen: please take part on a computer." if SINGLE else
-                   "This study shows two images side by side: please take part on a computer with a large screen.")
+        st.info("Images are easier to judge on a larger screen: a computer or a tablet is best." if SINGLE else
+                "This study shows two images side by side: a computer or a tablet is best. On a phone, "
+                "hold it sideways if the images are small.")
     if WINDOW_NOTE:
         st.info(f"This study needs a browser window of {WINDOW_NOTE}.")
     st.markdown(fill(cfg.texts.briefing, study))
@@ -181,7 +234,24 @@ def screen_consent() -> None:
     agree, decline = st.columns(2)
     agree.button("I agree — start the study", type="primary", key="agree", on_click=_consent_agree)
     decline.button("I do not agree", key="decline", on_click=_consent_decline)
-    st.caption(f"Contact: {fill(cfg.texts.contact, study)}")
+    contact_line()
+
+
+def screen_already_started() -> None:
+    """A platform ID that already has a participant, without that participant's personal link."""
+    st.title(cfg.title)
+    st.warning("You have already started this study. To continue, use your personal link: the address of the "
+               "study page after you consented, ending in “?p=…”. If you no longer have it, contact the "
+               "researcher; a new start with the same recruitment ID is not possible.")
+    contact_line()
+
+
+def screen_images_changed() -> None:
+    """The participant consented under an image manifest that has since been replaced."""
+    st.title(cfg.title)
+    st.warning("This study has been changed since you started (its images were replaced), so it cannot "
+               "continue. Everything you answered is saved. Please contact the researcher.")
+    contact_line()
 
 
 def screen_instructions(token: str) -> None:
@@ -205,6 +275,18 @@ def withdraw_box(token: str) -> None:
         st.button("Delete my answers and leave", key="withdraw", on_click=_withdraw, args=(token,))
 
 
+PROMPT = {"single": "**Is this image real or generated?**", "paired": "**Which image is real?**",
+          "pairwise": "**Which image looks more real?**"}
+KEY_HELP = {"single": "Keyboard: ← or R: real; → or G: generated.",
+            "paired": "Keyboard: ← or F: left is real; → or J: right is real.",
+            "pairwise": "Keyboard: ← or F: left looks more real; → or J: right looks more real."}
+
+
+def _image(image_id: str) -> tuple[str, int, int]:
+    entry = study.manifest.get(image_id)
+    return data_url(study.images.read(image_id), entry.format), entry.width, entry.height
+
+
 def screen_trial(token: str, state) -> None:
     trial = state.next_trial
     practice_total = sum(t.kind == "practice" for t in state.plan)
@@ -216,59 +298,34 @@ def screen_trial(token: str, state) -> None:
     else:
         done = trial.index - practice_total
         st.progress((done + 1) / main_total, text=f"{unit.capitalize()} {done + 1} of {main_total}")
-    show_notice()
-    st.markdown("**Is this image real or generated?**" if trial.design == "single" else "**Which image is real?**")
-    shown_key = f"shown-{token}-{trial.index}"
-    if shown_key not in ss:  # first time this session draws the trial: the response-time clock starts
+    st.markdown(PROMPT[KIND])
+    shown_key = _shown_key(token, trial.index)
+    if shown_key not in ss:  # this session draws the trial (again): a view, and the server's clock starts
+        store.record_view(token, trial.index)
         ss[shown_key] = (time.monotonic(), datetime.now(timezone.utc))
-    if trial.design == "single":
-        single_trial(token, trial)
-    elif cfg.design.presentation == "timed":
-        key = f"timed-{_key_safe(token)}-{trial.index}-{ss.get(f'remount-{token}-{trial.index}', 0)}"
-        exposure = _exposure_ms(token, trial)
-        timed_pair(key=key, trial_index=trial.index,
-                   left=data_url(study.images.read(trial.left_image), study.manifest.get(trial.left_image).format),
-                   right=data_url(study.images.read(trial.right_image), study.manifest.get(trial.right_image).format),
-                   exposure_ms=exposure, mask_ms=cfg.design.mask_ms, min_window=MIN_WINDOW,
-                   on_answer=functools.partial(_answer_timed, token, trial.index, key, exposure))
-        st.caption("Keyboard: ← or F: left is real; → or J: right is real.")
-    else:
-        width = cfg.design.image_width or "stretch"
-        columns = st.columns(2, gap="large")
-        for column, side, image_id, key_name in ((columns[0], "left", trial.left_image, "Left"),
-                                                 (columns[1], "right", trial.right_image, "Right")):
-            with column:
-                st.image(study.images.read(image_id), width=width)
-                st.button(f"{key_name} is real", key=f"answer-{trial.index}-{side}", type="primary", width="stretch",
-                          on_click=_answer, args=(token, trial.index, side), shortcut=key_name)
-        st.caption("Keyboard: ← left is real, → right is real.")
+    images = (_image(trial.image),) if trial.design == "single" else (_image(trial.left_image),
+                                                                      _image(trial.right_image))
+    key = f"trial-{_key_safe(token)}-{trial.index}-{ss.get(f'remount-{token}-{trial.index}', 0)}"
+    exposure = _exposure_ms(token, trial)
+    d = cfg.design
+    trial_component(key=key, data=trial_data(
+        trial_index=trial.index, design=KIND, images=images, exposure_ms=exposure, mask_ms=d.mask_ms,
+        min_window=MIN_WINDOW, min_response_ms=d.min_response_ms, max_px=d.image_width, image_filter=d.image_filter,
+        narrow=d.narrow_screen, notice=ss.pop("notice", "")),
+        on_answer=functools.partial(_answer_from_component, token, trial.index, key, exposure))
+    st.caption(KEY_HELP[KIND])
     withdraw_box(token)
-
-
-def single_trial(token: str, trial) -> None:
-    """One image; the answers are "real" and "fake" (shown as Generated)."""
-    if cfg.design.presentation == "timed":
-        key = f"timed-{_key_safe(token)}-{trial.index}-{ss.get(f'remount-{token}-{trial.index}', 0)}"
-        exposure = _exposure_ms(token, trial)
-        timed_single(key=key, trial_index=trial.index,
-                     image=data_url(study.images.read(trial.image), study.manifest.get(trial.image).format),
-                     exposure_ms=exposure, mask_ms=cfg.design.mask_ms, min_window=MIN_WINDOW,
-                     on_answer=functools.partial(_answer_timed, token, trial.index, key, exposure))
-    else:
-        _, middle, _ = st.columns([1, 4, 1])
-        with middle:
-            st.image(study.images.read(trial.image), width=cfg.design.image_width or "stretch")
-            real, fake = st.columns(2, gap="large")
-            real.button("Real", key=f"answer-{trial.index}-real", type="primary", width="stretch",
-                        on_click=_answer, args=(token, trial.index, "real"), shortcut="Left")
-            fake.button("Generated", key=f"answer-{trial.index}-fake", type="primary", width="stretch",
-                        on_click=_answer, args=(token, trial.index, "fake"), shortcut="Right")
-        answer_keys(key=f"keys-{_key_safe(token)}-{trial.index}", trial_index=trial.index)   # R and G
-    st.caption("Keyboard: ← or R: real; → or G: generated.")
 
 
 def screen_feedback(token: str, state, feedback: dict) -> None:
     trial = state.plan[feedback["index"]]
+    if trial.design == "pairwise":
+        st.info(f"You chose the **{feedback.get('answer', 'left')}** image. There is no right or wrong answer "
+                "here: in the main part, choose the image that looks more real to you.")
+        st.button("Next pair", type="primary", key=f"feedback-next-{trial.index}", shortcut="Enter",
+                  on_click=lambda: ss.pop("feedback", None))
+        withdraw_box(token)
+        return
     if trial.design == "single":
         truth = TRUTH_WORDS[trial.real_side]
         if feedback["correct"]:
@@ -299,6 +356,9 @@ def screen_main_intro(token: str, main_total: int) -> None:
     if SINGLE:
         st.markdown(f"Now the main part: **{main_total} images**, with no feedback until the end. "
                     "Take your time and say whether you think each image is real or generated.")
+    elif PAIRWISE:
+        st.markdown(f"Now the main part: **{main_total} pairs**. Take your time and pick the image that looks "
+                    "more real to you.")
     else:
         st.markdown(f"Now the main part: **{main_total} pairs**, with no feedback until the end. "
                     "Take your time and pick the image you think is real.")
@@ -312,7 +372,7 @@ def screen_debrief(token: str, state) -> None:
     main = [a for a in answers if a["kind"] == "main"]
     score = sum(bool(a["correct"]) for a in main)
     st.title("Thank you — you are done!")
-    if main:
+    if main and not PAIRWISE:
         st.metric("Your score", f"{score} of {len(main)} ({score / len(main):.0%})",
                   help="Picking at random would score about 50%.")
     st.markdown(fill(cfg.texts.debrief, study))
@@ -324,7 +384,9 @@ def screen_debrief(token: str, state) -> None:
     st.markdown(fill(cfg.texts.withdrawal, study))
     st.info(f"Your deletion code: **{state.deletion_code}** — keep it if you may want your answers deleted later.")
     st.markdown(f"**Contact:** {fill(cfg.texts.contact, study)}")
-    if main and main[0]["real_side"] in TRUTHS:   # the stored answers' own design
+    if PAIRWISE:
+        pass   # no right answers to reveal
+    elif main and main[0]["real_side"] in TRUTHS:   # the stored answers' own design
         debrief_images(main)
     else:
         debrief_pairs(main)
@@ -381,23 +443,22 @@ def main() -> None:
         return
 
     token = st.query_params.get("p") or ss.get("token")
-    if not token and cfg.recruitment.store_platform_ids:
-        primary = cfg.recruitment.platform_id_params[0]
-        platform_id = st.query_params.get(primary)
-        existing = store.find_by_platform_id(platform_id) if platform_id else None
-        if existing is not None:  # one participant per platform ID: resume, never start over
-            token = existing.token
     if token:
         state = store.get_participant(token)
         if state is None:
             st.title(cfg.title)
             st.error("This study link is not valid, or the answers linked to it were withdrawn. "
                      "If you think this is a mistake, contact the researcher.")
-            st.caption(f"Contact: {fill(cfg.texts.contact, study)}")
+            contact_line()
             return
         if st.query_params.get("p") != token:
             st.query_params["p"] = token
+        if not study.answers_current_images(state):
+            screen_images_changed()
+            withdraw_box(token)
+            return
         if state.finished:
+            show_notice()
             screen_debrief(token, state)
         elif state.status == "consented" and state.answered == 0:
             screen_instructions(token)
@@ -405,13 +466,21 @@ def main() -> None:
             feedback = ss.get("feedback")
             practice_total = sum(t.kind == "practice" for t in state.plan)
             if feedback and feedback["token"] == token and feedback["index"] == state.answered - 1:
+                show_notice()
                 screen_feedback(token, state, feedback)
-            elif practice_total and state.answered == practice_total and not ss.get(f"main-intro-{token}"):
+            elif (practice_total and state.answered == practice_total and not ss.get(f"main-intro-{token}")
+                  and not store.views(token, practice_total)):   # a reload on the first main trial stays there
+                show_notice()
                 screen_main_intro(token, len(state.plan) - practice_total)
             else:
                 screen_trial(token, state)
         return
 
+    platform_id = _primary_platform_id()
+    if stage == "already_started" or (platform_id and store.has_platform_id(platform_id)):
+        # One participant per platform ID, and the ID alone is no way back in (others know it).
+        screen_already_started()
+        return
     if stage == "closed" or not store.is_open():
         st.title(cfg.title)
         st.info(fill(cfg.texts.closed, study))
@@ -422,8 +491,16 @@ def main() -> None:
         screen_briefing()
 
 
+# Less empty space above the content, and titles that fit a phone: the trial sizes its images to the room
+# left in the window, so every pixel Streamlit's default top padding takes is one the images lose.
+st.html("<style>[data-testid='stMainBlockContainer'] { padding-top: 2.5rem; }"
+        " [data-testid='stMainBlockContainer'] h1 { font-size: clamp(1.6rem, 5vw, 2.4rem); }</style>")
+connection_watch()
 try:
     main()
 except SQLAlchemyError:
-    st.error("The study's database cannot be reached right now. Everything you answered so far is saved: "
-             "please reload this page in a minute to continue where you left off.")
+    log.exception("the participant page could not reach the database")
+    st.error(UNAVAILABLE)
+except ManifestError:
+    log.exception("the participant page could not read an image")
+    st.error(UNAVAILABLE)

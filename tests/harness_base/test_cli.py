@@ -82,7 +82,8 @@ def test_usage_errors_exit_2_before_the_command_runs(capsys):
     (cli.finite_float, "x", "is not a finite number"), (cli.probability, "1.5", "in [0, 1]"),
     (cli.positive_float, "0", "in (0, inf)"), (cli.nonnegative_int, "-1", ">= 0"),
     (cli.positive_int, "2.5", "whole number"), (cli.float_list, "1,nan", "finite"), (cli.float_list, ",", "empty"),
-    (cli.device_spec, "gpu", "auto, cpu, cuda or cuda:N"),
+    (cli.device_spec, "gpu", "auto, cpu, cuda or cuda:N"), (cli.int_in(1, 65535), "65536", "in [1, 65535]"),
+    (cli.int_in(1, 65535), "0", "in [1, 65535]"), (cli.int_in(1, 10), "x", "whole number in [1, 10]"),
 ])
 def test_argument_types_state_the_range(parse, text, message):
     with pytest.raises(argparse.ArgumentTypeError, match=re.escape(message)):
@@ -92,6 +93,7 @@ def test_argument_types_state_the_range(parse, text, message):
 def test_argument_types_accept_valid_values():
     assert cli.float_list("1, 0.7,-0.5") == (1.0, 0.7, -0.5)
     assert cli.probability("0") == 0.0 and cli.positive_int("3") == 3 and cli.device_spec("CUDA:1") == "cuda:1"
+    assert cli.int_in(1, 65535)("1") == 1 and cli.int_in(1, 65535)("65535") == 65535
 
 
 def test_help_shows_defaults():

@@ -10,6 +10,41 @@ import pytest
 from study_app.simulate import find_postgres_programs, temporary_postgres
 from study_app.simulate import write_synthetic_images as write_images
 
+@pytest.fixture(autouse=True)
+def fresh_server_guards(request):
+    """The admin lockout and the new-participant cap live in the server process (st.cache_resource),
+    which AppTest sessions of one test run share: each test starts with none."""
+    if "make_study" not in request.fixturenames:
+        yield
+        return
+    from study_app.views.common import participant_limiter, sign_in_guard
+
+    sign_in_guard.clear()
+    participant_limiter.clear()
+    yield
+    sign_in_guard.clear()
+    participant_limiter.clear()
+
+
+ADMIN_PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def signed_in_admin(monkeypatch):
+    """signed_in_admin(study_dir or [dirs], params=None) -> an AppSession on the admin page, signed in."""
+    from study_app.simulate import AppSession
+
+    def sign_in(study_dirs, params=None):
+        monkeypatch.setenv("STUDY_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        session = AppSession(study_dirs, params)
+        session.at.switch_page("views/admin.py")
+        session.run()
+        session.at.text_input(key="admin-password").input(ADMIN_PASSWORD)
+        return session.click("admin-sign-in")
+
+    return sign_in
+
+
 @pytest.fixture
 def image_sets(tmp_path):
     """A real folder and two fake folders ('A', 'B') of 32x32 PNGs."""
@@ -22,13 +57,15 @@ def image_sets(tmp_path):
 
 @pytest.fixture
 def make_study(tmp_path, image_sets):
-    """make_study(**overrides) -> Study dir with conditions A and B (small defaults; fast answers allowed)."""
+    """make_study(**overrides) -> Study dir with conditions A and B (small defaults; fast answers allowed,
+    and no response-time exclusion: AppTest answers in milliseconds)."""
     from study_app import init_study
 
     counter = iter(range(1000))
 
     def make(conditions=("A", "B"), **overrides):
-        settings = dict(trials_per_condition=4, practice_trials=2, attention_checks=1, seed=7, min_response_ms=0)
+        settings = dict(trials_per_condition=4, practice_trials=2, attention_checks=1, seed=7, min_response_ms=0,
+                        exclude_median_rt_below_ms=0)
         settings.update(overrides)
         return init_study(tmp_path / f"study{next(counter)}", image_sets["real"],
                           [(c, image_sets[c]) for c in conditions], **settings)

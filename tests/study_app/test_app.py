@@ -169,26 +169,61 @@ def test_platform_id_is_stored_only_if_configured(make_study, store_ids):
     session.answer("left")
     rows = _rows(study)
     assert rows[0]["platform_id"] == ("5f00aa" if store_ids else None)
-    if store_ids:   # the same platform ID without the link resumes, never starts over
+    if store_ids:   # the same platform ID without the personal link: neither resumed nor started over
         again = AppSession(study_dir, {"PROLIFIC_PID": "5f00aa"})
-        assert again.token == session.token and study.store.counts()["started"] == 1
+        assert again.token is None and "already started" in again.texts() and "use your personal link" in again.texts()
+        assert again.current_trial() is None and "to-consent" not in again.button_keys()
+        assert study.store.get_participant(session.token).deletion_code not in again.texts()
+        assert study.store.counts()["started"] == 1
     else:
         assert rows[0]["platform_info"] is None
 
 
-def _admin(study_dir, monkeypatch, password="correct horse"):
+def _admin(study_dir, monkeypatch, password="correct horse battery"):
     monkeypatch.setenv("STUDY_ADMIN_PASSWORD", password)
     session = AppSession(study_dir)
     session.at.switch_page("views/admin.py")
     return session.run()
 
 
+def _sign_in(admin, password):
+    admin.at.text_input(key="admin-password").input(password)
+    return admin.click("admin-sign-in")
+
+
+def test_admin_lockout_survives_new_sessions_and_backs_off(make_study, monkeypatch):
+    from study_app.guard import FREE_FAILURES
+
+    study_dir = make_study()
+    admin = _admin(study_dir, monkeypatch)
+    for _ in range(FREE_FAILURES):
+        _sign_in(admin, "wrong")
+    assert "locked for another" in admin.texts()
+    fresh = _admin(study_dir, monkeypatch)                      # a reload, a new browser: a new session
+    assert "locked for another" in fresh.texts() and fresh.at.text_input(key="admin-password").disabled
+    assert fresh.at.button(key="admin-sign-in").disabled and not fresh.at.metric
+
+
+def test_admin_signs_out_and_times_out(make_study, signed_in_admin):
+    from study_app.guard import IDLE_TIMEOUT_S
+
+    study_dir = make_study()
+    admin = signed_in_admin(study_dir)
+    assert admin.at.metric
+    admin.click("admin-sign-out")
+    assert not admin.at.metric and "signed out" in admin.texts()
+    admin = _sign_in(admin, "correct horse battery")
+    assert admin.at.metric
+    admin.at.session_state["admin_seen"] -= IDLE_TIMEOUT_S + 1     # half an hour without a click
+    admin.run()
+    assert not admin.at.metric and "without activity" in admin.texts()
+
+
 def test_admin_page_refuses_a_wrong_password(make_study, monkeypatch):
     study_dir = make_study()
     admin = _admin(study_dir, monkeypatch)
     assert "Admin password" in [t.label for t in admin.at.text_input]
-    admin.at.text_input(key="admin-password").input("wrong")
-    admin.click("admin-sign-in")
+    _sign_in(admin, "wrong")
     assert "Wrong password" in admin.texts()
     assert not admin.at.metric and "Results per condition" not in admin.texts()
 
@@ -201,7 +236,7 @@ def test_admin_page_is_disabled_without_the_environment_variable(make_study, mon
     assert "disabled" in session.texts() and not session.at.text_input
 
 
-def test_admin_page_counts_and_closes_the_study(make_study, monkeypatch):
+def test_admin_page_counts_and_closes_the_study(make_study, signed_in_admin):
     study_dir = make_study()
     study = Study(study_dir)
     AppSession(study_dir).consent().run_to_end()
@@ -209,9 +244,7 @@ def test_admin_page_counts_and_closes_the_study(make_study, monkeypatch):
     leaver = AppSession(study_dir).consent()
     study.store.withdraw(leaver.token)
     AppSession(study_dir).consent()                              # consented, nothing answered yet
-    admin = _admin(study_dir, monkeypatch)
-    admin.at.text_input(key="admin-password").input("correct horse")
-    admin.click("admin-sign-in")
+    admin = signed_in_admin(study_dir)
     metrics = {m.label: m.value for m in admin.at.metric}
     assert metrics["Started"] == "4" and metrics["Completed"] == "2" and metrics["Withdrawn"] == "1"
     assert metrics["In progress"] == "1" and "Excluded" in metrics
@@ -256,10 +289,20 @@ def test_a_failed_write_says_so_and_keeps_the_pair(make_study, monkeypatch):
     assert session.current_trial() == 1 and len(_rows(study)) == 1
 
 
-def test_timed_presentation_mounts_the_browser_component(make_study):
-    study_dir = make_study(presentation="timed", exposure_ms=500, mask_ms=100, practice_trials=0)
+@pytest.mark.parametrize("presentation", ["buttons", "timed"])
+def test_every_presentation_draws_the_trial_in_the_browser_component(make_study, presentation):
+    timed = presentation == "timed"
+    study_dir = make_study(practice_trials=0, presentation=presentation, min_response_ms=250,
+                           **({"exposure_ms": 500, "mask_ms": 100} if timed else {}))
+    study = Study(study_dir)
     session = AppSession(study_dir).consent()
     session.click("start-trials")
-    component = session.at.get("bidi_component")
-    assert len(component) == 1 and session.current_trial() is None     # no server-side answer buttons
+    data = session.timed_data()
+    assert not [k for k in session.button_keys() if k and k.startswith("answer-")]   # no Streamlit answer buttons
+    assert data["exposure_ms"] == (500 if timed else 0) and data["min_response_ms"] == 250
+    trial = study.store.get_participant(session.token).plan[0]
+    for image, image_id in zip(data["images"], (trial.left_image, trial.right_image)):
+        entry = study.manifest.get(image_id)
+        assert image["src"].startswith("data:image/png;base64,")          # the original bytes, not a re-encoding
+        assert (image["width"], image["height"]) == (entry.width, entry.height)
     assert "F: left is real" in session.texts()

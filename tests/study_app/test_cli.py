@@ -103,7 +103,7 @@ def test_a_read_only_folder_gets_a_message_and_nothing_is_left(read_only_dir, im
     (["power", "--accuracy", "nan"], "not a finite number"),
     (["power", "--trials-per-participant", "0"], "a whole number >= 1 is needed"),
     (["power", "--observed", "12", "-3"], "a whole number >= 0 is needed"),
-    (["serve", "s", "--port", "70000"], "a port number in [1, 65535] is needed"),
+    (["serve", "s", "--port", "70000"], "a whole number in [1, 65535] is needed"),
     (["init", "s", "--real", "r", "--fake", "f", "--trials", "0"], "a whole number >= 1 is needed"),
     (["init", "s", "--real", "r", "--fake", "f", "--margin", "0.5"], "in (0, 0.5) is needed"),
 ])
@@ -127,8 +127,8 @@ def test_help_shows_defaults_and_version(capsys):
         assert stop.value.code == 0
     out = " ".join(capsys.readouterr().out.split())     # help lines wrap at the terminal's width
     assert out.startswith("study-app ")
-    assert "target power (default: 0.8)" in out and "(default: 0.027)" in out
-    assert "(default: 20)" in out and "(default: a random one" in out
+    assert "target power (valid: finite number in (0, 1); default: 0.8)" in out and "default: 0.027)" in out
+    assert "default: 20)" in out and "(default: a random one" in out
 
 
 def test_a_database_error_is_one_paragraph(make_study, capsys):
@@ -155,7 +155,9 @@ def test_every_command_that_prints_a_result_has_json(tmp_path, image_sets, capsy
         return code, json.loads(capsys.readouterr().out)
 
     assert run("check", str(study_dir)) == (0, {"images": len(study.manifest.images), "problems": [],
-                                                "warnings": study.manifest.warnings, "database": study.store.counts()})
+                                                "warnings": study.manifest.warnings, "database": study.store.counts(),
+                                                "fingerprints": {study.manifest_fingerprint: 1},
+                                                "manifest_fingerprint": study.manifest_fingerprint})
     out = tmp_path / "trials.csv"
     assert run("export", str(study_dir), "--out", str(out)) == (
         0, {"rows": len(state.plan), "csv": str(out), "codebook": str(tmp_path / "trials_codebook.csv")})
@@ -164,8 +166,9 @@ def test_every_command_that_prints_a_result_has_json(tmp_path, image_sets, capsy
     code, plan = run("power", "--accuracy", "0.55", "--trials-per-participant", "12", "--observed", "153", "312")
     assert code == 0 and plan["plan"]["participants_to_detect"] == 85
     assert plan["observed"]["ci_exact"] == pytest.approx([0.434, 0.547], abs=5e-4)
-    assert run("withdraw", str(study_dir), state.deletion_code) == (0, {"deleted": True})
-    assert run("withdraw", str(study_dir), state.deletion_code) == (1, {"deleted": False})
+    assert run("withdraw", str(study_dir), state.deletion_code) == (0, {"deleted": True, "status": "deleted"})
+    assert run("withdraw", str(study_dir), state.deletion_code) == (0, {"deleted": False, "status": "already_withdrawn"})
+    assert run("withdraw", str(study_dir), "AAAA-BBBB-CCCC") == (1, {"deleted": False, "status": "unknown"})
 
 
 def test_the_command_line_loads_no_heavy_library_and_a_closed_pipe_is_quiet():
@@ -190,7 +193,11 @@ def test_check_open_close_withdraw_and_serve_refuses_a_tampered_study(make_study
     state = study.new_participant()
     study.store.record_answer(state.token, 0, "left")
     assert main(["withdraw", str(study_dir), state.deletion_code]) == 0
-    assert main(["withdraw", str(study_dir), state.deletion_code]) == 1
+    assert "deleted the participant's answers" in capsys.readouterr().out
+    assert main(["withdraw", str(study_dir), state.deletion_code]) == 0       # used before: nothing left to delete
+    assert "already used" in capsys.readouterr().out
+    assert main(["withdraw", str(study_dir), "AAAA-BBBB-CCCC"]) == 1
+    assert "no participant has ever had that deletion code" in capsys.readouterr().out
     assert study.store.trial_rows() == []
     image = study.images.path("real/img000.png")
     image.write_bytes(study.images.read("real/img001.png"))

@@ -1,7 +1,9 @@
 """Study config (editable TOML) and image manifest (hashes, checks, served only from the manifest)."""
+import hashlib
 import json
 import sys
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -28,13 +30,19 @@ def test_init_writes_editable_config_and_manifest_with_hashes(make_study, image_
     for field in ("briefing", "debrief", "contact", "data_use", "withdrawal"):
         assert getattr(config.texts, field).strip()
     assert len(config.consent_items) >= 4
+    # Platform IDs are stored: the texts say so, not "a random participant code" only.
+    assert "recruitment-platform ID" in config.texts.data_use and "pseudonymous" in config.texts.data_use
+    assert any("with my recruitment-platform ID" in item for item in config.consent_items)
+    assert not any("stored under a random code" in item for item in config.consent_items)
 
     manifest = load_manifest(study_dir)
     assert len(manifest.ids("real")) == 24 and len(manifest.ids("fake", "A")) == 16 and manifest.ids("attention")
     entry = manifest.get("real/img000.png")
     assert len(entry.sha256) == 64 and (entry.width, entry.height, entry.format) == (32, 32, "PNG")
     assert (study_dir / entry.path).read_bytes() == (image_sets["real"] / "img000.png").read_bytes()
-    assert manifest.warnings == []
+    assert manifest.normalisation == {} and not entry.source_sha256      # one format and mode: nothing re-encoded
+    (small,) = manifest.warnings                                           # 32-px images, enlarged 10x
+    assert "only 32x32 px" in small and "enlarged 10x" in small and "blocky" in small
 
 
 def test_edited_config_is_read_back_and_typos_are_errors(make_study):
@@ -165,3 +173,60 @@ def test_exposure_limits_need_the_timed_presentation(make_study):
     with pytest.raises(ConfigError, match="presentation"):
         make_study(presentation="flash")
     assert load_config(make_study(presentation="timed", exposure_ms=500)).design.exposure_ms == 500
+
+
+def _pixels(path):
+    with Image.open(path) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+def test_sets_in_different_formats_are_normalised_to_one_lossless_format(tmp_path, image_sets):
+    from study_app import init_study
+
+    jpegs = write_images(tmp_path / "jpeg-fakes", 12, seed=5, fmt="JPEG", quality=80)
+    study_dir = init_study(tmp_path / "study", image_sets["real"], [("J", jpegs)], trials_per_condition=4,
+                           attention_checks=1, seed=1)
+    manifest = load_manifest(study_dir)
+    assert manifest.normalisation["format"] == "PNG" and manifest.normalisation["mode"] == "RGB"
+    assert "formats JPEG, PNG" in manifest.normalisation["reason"]
+    assert {e.format for e in manifest.images} == {"PNG"}                  # attention images too: one MIME type
+    fake = manifest.get("J/img000.jpg")
+    original = jpegs / "img000.jpg"
+    assert fake.source_format == "JPEG" and fake.source_sha256 == hashlib.sha256(original.read_bytes()).hexdigest()
+    served = study_dir / fake.path
+    assert hashlib.sha256(served.read_bytes()).hexdigest() == fake.sha256 and served.suffix == ".png"
+    assert np.array_equal(_pixels(served), _pixels(original))            # lossless: the decoded JPEG's pixels
+    assert not (study_dir / "images" / "J" / "img000.jpg").exists()
+    assert any("re-encoded as a lossless PNG" in w for w in manifest.warnings)
+    assert Study(study_dir).images.verify_all() == []
+
+
+def test_an_alpha_channel_in_one_set_is_composited_over_white(tmp_path, image_sets):
+    from study_app import init_study
+
+    folder = tmp_path / "rgba"
+    folder.mkdir()
+    for i in range(6):
+        img = Image.new("RGBA", (32, 32), (200, 10, 10, 255))
+        img.putpixel((0, 0), (0, 0, 0, 0))                                 # one transparent pixel
+        img.save(folder / f"x{i}.png")
+    study_dir = init_study(tmp_path / "study", image_sets["real"], [("T", folder)], trials_per_condition=2, seed=1)
+    manifest = load_manifest(study_dir)
+    entry = manifest.get("T/x0.png")
+    assert manifest.normalisation["mode"] == "RGB" and entry.mode == "RGB" and entry.source_mode == "RGBA"
+    pixels = _pixels(study_dir / entry.path)
+    assert tuple(pixels[0, 0]) == (255, 255, 255) and tuple(pixels[1, 1]) == (200, 10, 10)
+
+
+def test_attention_images_are_saved_in_the_studys_format(tmp_path):
+    from study_app import init_study
+
+    real = write_images(tmp_path / "real", 12, seed=1, fmt="JPEG", size=(256, 256))
+    fake = write_images(tmp_path / "fake", 12, seed=2, fmt="JPEG", size=(256, 256))
+    study_dir = init_study(tmp_path / "study", real, [("A", fake)], trials_per_condition=4, attention_checks=1, seed=1)
+    manifest = load_manifest(study_dir)
+    assert manifest.normalisation == {} and {e.format for e in manifest.images} == {"JPEG"}
+    assert not any("enlarged" in w for w in manifest.warnings)            # 256 px: no small-image warning
+    assert any("enlarged" in w for w in load_manifest(init_study(
+        tmp_path / "small", write_images(tmp_path / "r64", 8, seed=3, size=(64, 64)),
+        [("A", write_images(tmp_path / "f64", 8, seed=4, size=(64, 64)))], trials_per_condition=2)).warnings)

@@ -10,13 +10,13 @@ import pytest
 
 from study_app import Study, stats
 from study_app.cli import main
-from study_app.export import (COLUMN_TYPES, PARTICIPANT_CODEBOOK, codebook_csv, export_columns, participant_columns,
-                              read_csv)
+from study_app.export import (COLUMN_TYPES, PARTICIPANT_CODEBOOK, codebook_csv, column_type, export_columns,
+                              participant_columns, read_csv)
 from study_app.simulate import simulated_rows, simulated_single_rows
 
 
 def _wrong(answer: str) -> str:
-    return {"left": "right", "right": "left", "real": "fake", "fake": "real"}[answer]
+    return {"left": "right", "right": "left", "real": "fake", "fake": "real", "": "right"}[answer]
 
 
 def _answer(study: Study, state, count: int | None = None, *, timed: bool = False) -> None:
@@ -27,12 +27,12 @@ def _answer(study: Study, state, count: int | None = None, *, timed: bool = Fals
         client = {"rt_ms": 612.5 + trial.index, "exposure_ms": 250.25, "focus_losses": trial.index % 2,
                   "window": "1280x800"} if timed else None
         study.store.record_answer(state.token, trial.index,
-                                  trial.real_side if trial.index % 3 else _wrong(trial.real_side),
+                                  (trial.real_side or "left") if trial.index % 3 else _wrong(trial.real_side),
                                   rt_ms=800.0 + trial.index / 3, shown_at=shown + timedelta(seconds=trial.index),
                                   client=client, target_exposure_ms=250 if timed else None)
 
 
-@pytest.fixture(params=["paired", "single"])
+@pytest.fixture(params=["paired", "single", "pairwise"])
 def answered_study(request, make_study):
     """A study of either design: two finished participants (one with browser timing), one halfway,
     one who only consented, one with a platform ID."""
@@ -54,9 +54,10 @@ def test_trials_have_the_codebooks_columns_and_dtypes(answered_study):
     frame = study.trials()
     rows = study.store.trial_rows()
     assert list(frame.columns) == export_columns(design=design)
-    assert _dtypes(frame) == {c: COLUMN_TYPES[c] for c in frame.columns}
+    assert _dtypes(frame) == {c: column_type(c, design) for c in frame.columns}
     assert len(frame) == len(rows) and frame["participant"].tolist() == [r["participant"] for r in rows]
-    assert frame["correct"].tolist() == [bool(r["correct"]) for r in rows]
+    if design != "pairwise":
+        assert frame["correct"].tolist() == [bool(r["correct"]) for r in rows]
     assert frame["rt_ms"].tolist() == [r["rt_ms"] for r in rows]
     timed = frame[frame["participant"] == 2]
     assert timed["client_rt_ms"].notna().all() and frame.loc[frame["participant"] != 2, "client_rt_ms"].isna().all()
@@ -67,6 +68,11 @@ def test_trials_have_the_codebooks_columns_and_dtypes(answered_study):
     if design == "single":
         assert (frame["judged_real"] == (frame["answer"] == "real")).all()
         assert (frame["correct"] == (frame["answer"] == frame["image_truth"])).all()
+    elif design == "pairwise":
+        main_trials = frame[frame["trial_kind"] != "attention"]
+        chosen = main_trials["left_condition"].where(main_trials["chosen_side"] == "left", main_trials["right_condition"])
+        assert (main_trials["chosen_condition"] == chosen).all() and main_trials["attention_correct"].isna().all()
+        assert set(main_trials["left_condition"]) == {"A", "B"}
     else:
         assert (frame["chose_fake"] == ~frame["correct"]).all()
     with_ids = study.trials(include_platform_ids=True)
@@ -79,7 +85,8 @@ def test_the_codebook_states_each_columns_type(answered_study):
     design = answered_study.config.design.kind
     book = {r["column"]: r["type"] for r in csv.DictReader(io.StringIO(codebook_csv(design=design)))}
     assert list(book) == export_columns(design=design)
-    assert book["participant"] == "integer" and book["correct"] == "0 or 1" and book["condition"] == "text"
+    correct, condition = ("attention_correct", "left_condition") if design == "pairwise" else ("correct", "condition")
+    assert book["participant"] == "integer" and book[correct].startswith("0 or 1") and book[condition] == "text"
     assert book["client_rt_ms"] == "number; empty if none" and book["answered_at"].startswith("UTC time")
     assert "| `trial_index` | integer |" in answered_study.codebook_markdown()
 
@@ -103,11 +110,14 @@ def test_participants_has_one_row_per_participant(answered_study):
     assert people["participant_status"].tolist() == ["completed", "completed", "in_progress", "consented"]
     counted = trials.groupby("participant").agg(answered=("trial_index", "size"))
     assert people.set_index("participant")["answered"].to_dict() == {**counted["answered"].to_dict(), 4: 0}
-    mains = trials[trials["trial_kind"] == "main"].groupby("participant")["correct"].agg(["size", "sum"])
     indexed = people.set_index("participant")
-    assert indexed.loc[mains.index, "main_trials"].tolist() == mains["size"].tolist()
-    assert indexed.loc[mains.index, "main_correct"].tolist() == mains["sum"].tolist()
-    assert indexed.loc[1, "main_accuracy"] == pytest.approx(mains.loc[1, "sum"] / mains.loc[1, "size"])
+    if study.config.design.kind == "pairwise":      # no right answers: nothing to count as correct
+        assert (indexed["main_correct"] == 0).all() and indexed["main_accuracy"].isna().all()
+    else:
+        mains = trials[trials["trial_kind"] == "main"].groupby("participant")["correct"].agg(["size", "sum"])
+        assert indexed.loc[mains.index, "main_trials"].tolist() == mains["size"].tolist()
+        assert indexed.loc[mains.index, "main_correct"].tolist() == mains["sum"].tolist()
+        assert indexed.loc[1, "main_accuracy"] == pytest.approx(mains.loc[1, "sum"] / mains.loc[1, "size"])
     assert math.isnan(indexed.loc[4, "main_accuracy"]) and pd.isna(indexed.loc[4, "started_at"])
     assert indexed.loc[1, "n_trials"] == len(study.store.get_participant(_token(study, 1)).plan)
     assert set(indexed["conditions"]) == {"A;B"}

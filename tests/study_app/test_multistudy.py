@@ -116,27 +116,18 @@ def test_every_served_study_stays_cached_and_an_edited_config_replaces_its_own(m
 
 # -- admin --------------------------------------------------------------------------------------------
 
-def _admin(dirs, monkeypatch, params=None):
-    monkeypatch.setenv("STUDY_ADMIN_PASSWORD", "pw")
-    session = AppSession(dirs, params)
-    session.at.switch_page("views/admin.py")
-    session.run()
-    session.at.text_input(key="admin-password").input("pw")
-    return session.click("admin-sign-in")
-
-
 def _metrics(session):
     return {m.label: m.value for m in session.at.metric}
 
 
-def test_admin_lists_every_study_with_counts_and_shows_the_chosen_one(two_studies, monkeypatch):
+def test_admin_lists_every_study_with_counts_and_shows_the_chosen_one(two_studies, signed_in_admin):
     a, b = two_studies
     leaver = AppSession([a, b], {"study": a.name}).consent()
     Study(a).store.withdraw(leaver.token)
     AppSession([a, b], {"study": b.name}).consent().run_to_end()
     AppSession([a, b], {"study": b.name}).consent()
 
-    admin = _admin([a, b], monkeypatch)
+    admin = signed_in_admin([a, b])
     select = admin.at.selectbox(key="admin-study")
     assert select.options == [f"{a.name} — Alpha faces · 1 started / 0 completed / 1 withdrawn",
                               f"{b.name} — Beta landscapes · 2 started / 1 completed / 0 withdrawn"]
@@ -164,7 +155,7 @@ def test_admin_lists_every_study_with_counts_and_shows_the_chosen_one(two_studie
     assert admin.at.selectbox(key="admin-study").options[1].startswith(f"{b.name} — Beta landscapes · 3 started")
     assert "Admin — Beta landscapes" in admin.texts() and _metrics(admin)["Started"] == "3"
 
-    preselected = _admin([a, b], monkeypatch, {"study": b.name})
+    preselected = signed_in_admin([a, b], {"study": b.name})
     assert preselected.at.selectbox(key="admin-study").value == b.name and _metrics(preselected)["Started"] == "3"
 
 
@@ -265,8 +256,10 @@ def test_a_participant_of_the_second_study_resumes_after_a_reload(make_study, se
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     token = browser_consent(page, base, f"/?study={b.name}")
     expect(page.get_by_text("Pair 1 of 3", exact=True)).to_be_visible()
+    left = page.get_by_role("button", name="Left is real")
+    expect(left).to_be_enabled()          # enabled on the first frame showing the images: the clock starts
     time.sleep(0.35)                      # longer than min_response_ms: a human-speed click
-    page.get_by_role("button", name="Left is real").click()
+    left.click()
     expect(page.get_by_text("Pair 2 of 3", exact=True)).to_be_visible()
 
     page.reload()

@@ -225,19 +225,15 @@ def test_timed_presentation_mounts_the_single_image_component(make_study):
     study_dir = _single(make_study, presentation="timed", exposure_ms=500, mask_ms=100, practice_trials=0)
     session = AppSession(study_dir).consent()
     session.click("start-trials")
-    assert len(session.at.get("bidi_component")) == 1 and session.current_trial() is None
-    assert "R: real" in session.texts()
+    data = session.timed_data()
+    assert session.current_trial() == 0 and len(data["images"]) == 1 and data["exposure_ms"] == 500
+    assert [c["value"] for c in data["choices"]] == ["real", "fake"] and "R: real" in session.texts()
 
 
-def test_admin_page_shows_the_single_design_results(make_study, monkeypatch):
+def test_admin_page_shows_the_single_design_results(make_study, signed_in_admin):
     study_dir = _single(make_study)
     AppSession(study_dir).consent().run_to_end()
-    monkeypatch.setenv("STUDY_ADMIN_PASSWORD", "pw")
-    admin = AppSession(study_dir)
-    admin.at.switch_page("views/admin.py")
-    admin.run()
-    admin.at.text_input(key="admin-password").input("pw")
-    admin.click("admin-sign-in")
+    admin = signed_in_admin(study_dir)
     table = admin.at.dataframe[0].value
     assert {"real error", "fool rate", "d′", "c"} <= set(table.columns)
     assert "Single-image design" in admin.texts()

@@ -94,7 +94,6 @@ def _config(**design) -> dict:
     (dict(STAIR, staircase_min_ms=0, staircase_start_ms=0), "design.staircase_min_ms"),  # 0 = no limit
     (dict(STAIR, staircase_step_ms=0), "design.staircase_step_ms"),
     (dict(STAIR, staircase_down_after=0), "design.staircase_down_after"),
-    (dict(min_window_width=1000), "design.min_window_width"),                            # needs "timed"
     (dict(presentation="timed", min_window_height=-1), "design.min_window_height"),
     (dict(presentation="timed", staircase="yes"), "design.staircase"),                   # wrong type
 ])
@@ -113,6 +112,11 @@ def test_new_settings_round_trip_through_study_toml(make_study):
 def test_fingerprint_unchanged_while_the_new_settings_are_at_their_defaults():
     # Fingerprints of the release before these settings existed (same config, computed with that code).
     plain = StudyConfig(conditions=[Condition(label="A")])
+    plain.analysis.exclude_median_rt_below_ms = 0                    # that release's defaults
+    plain.consent_items[0] = plain.consent_items[0].replace("on the previous page", "above")
+    plain.texts.withdrawal = plain.texts.withdrawal.replace(
+        "send it to the researcher (the contact details are on this page), or enter it on the study page, and",
+        "send it to the contact above (or enter it on the study page) and")
     assert plain.fingerprint() == "fe2fb924b35c1b4c"
     plain.design.presentation, plain.design.exposure_ms = "timed", 500
     assert plain.fingerprint() == "3bf14cb8fac45aae"
@@ -283,11 +287,12 @@ def test_without_the_staircase_the_fixed_exposure_is_stored(make_study):
 # -- minimum window --------------------------------------------------------------------------------------
 
 def test_the_minimum_window_reaches_the_component_and_the_texts(make_study):
-    from study_app.views.timed import trial_data, window_requirement
+    from study_app.views.component import trial_data, window_requirement
 
-    data = trial_data(trial_index=4, images=("a", "b"), exposure_ms=300, mask_ms=0, min_window=(1024, 700))
+    pair = (("data:a", 32, 32), ("data:b", 32, 32))
+    data = trial_data(trial_index=4, design="paired", images=pair, exposure_ms=300, min_window=(1024, 700))
     assert (data["min_width"], data["min_height"]) == (1024, 700) and data["prompt"] == "Which one was real?"
-    assert trial_data(trial_index=0, images=("a",), exposure_ms=0, mask_ms=0)["min_width"] == 0
+    assert trial_data(trial_index=0, design="single", images=pair[:1])["min_width"] == 0
     assert window_requirement(1024, 700) == "at least 1024×700 px"
     assert window_requirement(1024, 0) == "at least 1024 px wide" and window_requirement(0, 0) == ""
 
@@ -299,7 +304,7 @@ def test_the_minimum_window_reaches_the_component_and_the_texts(make_study):
     session.click("start-trials")
     data = session.timed_data()
     assert (data["min_width"], data["min_height"]) == (1024, 700)
-    plain = AppSession(make_study(presentation="timed", practice_trials=0)).consent()
+    plain = AppSession(make_study(practice_trials=0)).consent()     # any presentation can ask for a window
     assert "browser window" not in plain.texts()
     plain.click("start-trials")
     assert (plain.timed_data()["min_width"], plain.timed_data()["min_height"]) == (0, 0)

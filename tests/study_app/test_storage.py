@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 from study_app import Study
 from study_app.simulate import run_concurrently
-from study_app.storage import (NotCurrentTrial, ParticipantFinished, StudyClosed, StudyStore, UnknownParticipant,
-                               responses)
+from study_app.storage import (NotCurrentTrial, ParticipantFinished, PlatformIdTaken, StudyClosed, StudyStore,
+                               UnknownParticipant, responses)
 
 
 def _answer_all(study, state, side="left"):
@@ -101,12 +101,69 @@ def test_closed_study_refuses_new_participants_but_running_ones_finish(make_stud
     assert study.new_participant().token
 
 
-def test_one_participant_per_platform_id(make_study):
+def test_one_participant_per_platform_id_and_the_id_resumes_nothing(make_study):
     study = Study(make_study(store_platform_ids=True))
     first = study.new_participant(platform_id="PID123", platform_info={"PROLIFIC_PID": "PID123"})
-    again = study.new_participant(platform_id="PID123", platform_info={"PROLIFIC_PID": "PID123"})
-    assert again.token == first.token
-    assert study.store.counts()["started"] == 1
+    with pytest.raises(PlatformIdTaken):        # never the first participant's state (token, deletion code)
+        study.new_participant(platform_id="PID123", platform_info={"PROLIFIC_PID": "PID123"})
+    assert study.store.has_platform_id("PID123") and not study.store.has_platform_id("PID999")
+    assert study.store.counts()["started"] == 1 and study.store.get_participant(first.token) is not None
+
+
+def test_participant_numbers_are_never_reused_after_withdrawals(make_study):
+    study = Study(make_study())
+    states = [study.new_participant() for _ in range(3)]
+    assert [s.id for s in states] == [1, 2, 3]
+    assert study.store.withdraw(states[2].token)            # the highest number: SQLite would give it out again
+    assert study.new_participant().id == 4
+    with study.store.engine.begin() as conn:                 # a database made before AUTOINCREMENT: no sequence
+        conn.exec_driver_sql("DELETE FROM sqlite_sequence")
+    assert study.store.withdraw_by_code(study.store.get_participant(states[1].token).deletion_code)
+    assert study.new_participant().id == 5
+    assert [w["participant"] for w in study.store.withdrawals_since(None)] == [3, 2]
+
+
+def test_a_used_deletion_code_says_already_withdrawn(make_study):
+    study = Study(make_study())
+    state = study.new_participant()
+    _answer_all(study, state)
+    assert study.store.withdraw_by_code(state.deletion_code).status == "deleted"
+    again = study.store.withdraw_by_code(state.deletion_code.lower())
+    assert again.status == "already_withdrawn" and not again
+    assert study.store.withdraw_by_code("AAAA-BBBB-CCCC").status == "unknown"
+
+
+def test_withdrawn_rows_leave_no_trace_in_the_sqlite_file_or_its_wal(make_study):
+    study = Study(make_study())
+    keep, leave = study.new_participant(), study.new_participant()
+    for state in (keep, leave):
+        _answer_all(study, state)
+    with study.store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA secure_delete").scalar() == 1
+    db = study.dir / "responses.sqlite"
+    marker = leave.deletion_code.encode()
+    assert marker in db.read_bytes() + (db.with_name(db.name + "-wal").read_bytes()
+                                         if db.with_name(db.name + "-wal").exists() else b"")
+    assert study.store.withdraw(leave.token)
+    wal = db.with_name(db.name + "-wal")
+    stored = db.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+    assert marker not in stored and leave.token.encode() not in stored
+    assert keep.deletion_code.encode() in stored
+
+
+def test_views_and_too_fast_attempts_are_counted_with_the_answer(make_study):
+    study = Study(make_study())
+    state = study.new_participant()
+    assert study.store.record_view(state.token, 0) and study.store.record_view(state.token, 0)   # a reload
+    assert study.store.record_too_fast(state.token, 0)
+    assert not study.store.record_view("no-such-token", 0) and not study.store.record_view(state.token, 99)
+    study.store.record_answer(state.token, 0, "left", client={"too_fast": 2, "rt_ms": 700.0, "scale": 8})
+    study.store.record_view(state.token, 1)
+    study.store.record_answer(state.token, 1, "left", client={"too_fast": -1, "rt_ms": float("nan"), "scale": "8"})
+    first, second = study.store.trial_rows()
+    assert (first["views"], first["too_fast_attempts"], first["client_rt_ms"], first["display_scale"]) == (2, 3, 700, 8)
+    assert (second["views"], second["too_fast_attempts"], second["client_rt_ms"], second["display_scale"]) == \
+        (1, 0, None, None)                                   # malformed browser values are not stored
 
 
 def test_concurrent_participants_on_sqlite_lose_and_duplicate_nothing(make_study):
