@@ -51,16 +51,21 @@ def test_demo_smoke_writes_everything_it_promises(tmp_path, capsys, serve_study,
     token = browser_consent(page, serve_study(out / "study"))
     plan = study.store.get_participant(token).plan
     practice = sum(t.kind == "practice" for t in plan)
+    def answer(name):
+        # the answer buttons are enabled when the images are on screen; the study's 250 ms floor for
+        # deliberate answers runs from then
+        expect(page.locator(".study-trial button:enabled").first).to_be_enabled()
+        time.sleep(0.35)
+        page.get_by_role("button", name=name).click()
+
     for _ in range(practice):
-        time.sleep(0.35)  # slower than the study's 250 ms floor for deliberate answers
-        page.get_by_role("button", name="Left is real").click()
+        answer("Left is real")
         page.get_by_role("button", name="Next pair").click()
     page.get_by_role("button", name="Start the main part").click()
     n_main = len(plan) - practice
     for k in range(1, n_main + 1):
         expect(page.get_by_text(f"Pair {k} of {n_main}", exact=True)).to_be_visible()
-        time.sleep(0.35)
-        page.get_by_role("button", name="Right is real").click()
+        answer("Right is real")
     expect(page.get_by_text("Thank you — you are done!")).to_be_visible()
     assert study.store.get_participant(token).status == "completed"
     assert len([r for r in study.store.trial_rows() if r["trial_index"] >= 0]) == len(plan)
