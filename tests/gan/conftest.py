@@ -82,3 +82,21 @@ def gan_cli(argv, capsys) -> tuple[int, str, str]:
         code = stop.code
     out, err = capsys.readouterr()
     return code, out, err
+
+
+# Shared here, not imported from sibling test modules: the tests directory is named like the
+# product package, so a relative import of a not-yet-collected test module resolves into `gan`.
+def small_cfg(res, disc="resnet", mapping="standard"):
+    cfg = preset("cpu-tiny", res, disc)
+    cfg.G.z_dim = cfg.G.w_dim = 32
+    cfg.G.channel_max = cfg.resnet.channel_max = 32
+    cfg.G.mapping = mapping
+    cfg.vit.dim, cfg.vit.heads = 32, 2
+    return cfg.validate()
+
+
+# `gan train` flags for a 16 px run that snapshots every 24 images (the resume and bad-input tests).
+FLAGS = ["--preset", "cpu-tiny", "--res", "16", "--batch", "4", "--z-dim", "32", "--w-dim", "32",
+         "--cmax", "32", "--d-cmax", "32", "--gamma", "0.05", "--pl-weight", "1", "--aug-p", "0.2",
+         "--ada-kimg", "2", "--snap", "0.024", "--log-kimg", "0.008",
+         "--set", "train.d_reg_interval=4", "--set", "train.grid_size=2"]

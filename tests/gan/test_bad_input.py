@@ -23,8 +23,7 @@ from safetensors.torch import save_file
 from gan.api import list_snapshots, load_generator
 from gan.checkpoint import FORMAT
 
-from .conftest import gan_cli, toy_images, write_images
-from .test_resume import FLAGS
+from .conftest import FLAGS, gan_cli, toy_images, write_images
 
 TRAIN = FLAGS + ["--kimg", "0.016", "--snap", "0.008", "--quiet"]
 

@@ -20,8 +20,7 @@ from gan.nets import build_discriminator, build_generator
 from gan.precision import native_bf16
 from gan.train import Distributed, train
 
-from .conftest import tiny_config
-from .test_networks import small_cfg
+from .conftest import small_cfg, tiny_config
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]

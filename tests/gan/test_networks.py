@@ -16,14 +16,7 @@ from gan.nets.layers import downsample2d, fir_filter, upsample2d
 from gan.nets.vit import ImprovedSpectralNorm, L2Attention
 from gan.sample import parse_style_layers, style_mix_ws
 
-
-def small_cfg(res, disc="resnet", mapping="standard"):
-    cfg = preset("cpu-tiny", res, disc)
-    cfg.G.z_dim = cfg.G.w_dim = 32
-    cfg.G.channel_max = cfg.resnet.channel_max = 32
-    cfg.G.mapping = mapping
-    cfg.vit.dim, cfg.vit.heads = 32, 2
-    return cfg.validate()
+from .conftest import small_cfg
 
 
 @pytest.mark.parametrize("res", [16, 32, 64])

@@ -11,7 +11,7 @@ from gan.precision import nan_to_num_grads, resolve_precision
 from gan.train import Distributed, Trainer
 from harness_base.errors import UsageError
 
-from .test_networks import small_cfg
+from .conftest import small_cfg
 
 
 @pytest.mark.parametrize("requested, device, native, expected", [

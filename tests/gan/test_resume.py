@@ -18,12 +18,7 @@ from gan.checkpoint import read_metadata
 from gan.cli import main as gan_main
 from gan.train import train
 
-from .conftest import gan_cli, tiny_config
-
-FLAGS = ["--preset", "cpu-tiny", "--res", "16", "--batch", "4", "--z-dim", "32", "--w-dim", "32",
-         "--cmax", "32", "--d-cmax", "32", "--gamma", "0.05", "--pl-weight", "1", "--aug-p", "0.2",
-         "--ada-kimg", "2", "--snap", "0.024", "--log-kimg", "0.008",
-         "--set", "train.d_reg_interval=4", "--set", "train.grid_size=2"]
+from .conftest import FLAGS, gan_cli, tiny_config
 
 
 def all_tensors(path) -> dict[str, torch.Tensor]:
