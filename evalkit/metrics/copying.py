@@ -283,6 +283,68 @@ def copy_threshold(train_nn_distances, percentile: float = COPY_PERCENTILE, frac
     return tau, rule
 
 
+FALSE_ALARM = 0.01
+
+UNCALIBRATED_WARNING = ("the copy threshold is uncalibrated: it comes from the training set's own leave-one-out "
+                        "distances, so how often a fresh, honest sample is flagged is unknown; pass held-out real "
+                        "images (--heldout) to calibrate it for a stated false-alarm rate")
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A copy threshold τ (flag when the nearest training distance is ≤ τ) and how it was set."""
+    value: float
+    rule: str                    # in words, for the output
+    false_alarm: float | None    # share of fresh real images it flags (expected); None: unknown
+    n: int                       # distances it was computed from
+    calibrated: bool             # True: from held-out→train distances; False: the train→train rule
+    warning: str | None = None
+
+
+def calibrated_threshold(heldout_to_train_distances, false_alarm: float = FALSE_ALARM,
+                         metric: str = "LPIPS") -> Threshold:
+    """τ = the `false_alarm`-quantile of the held-out→train nearest-neighbour distances.
+
+    Held-out real images are fresh draws from the data distribution, in the position an honest
+    generated sample would be in, so the share of them at distance ≤ τ is the share of honest
+    samples the check flags. The quantile is the order statistic d_(j), j = ⌊α(n + 1)⌋, of the n
+    held-out distances: for a new sample exchangeable with them, P(d ≤ d_(j)) = j / (n + 1) ≤ α
+    (the split-conformal quantile; Vovk et al. 2005, Lei et al. 2018), whatever the distribution.
+    With fewer than 1/α − 1 held-out images no order statistic reaches α; then j = 1 and the
+    rule states the rate 1/(n + 1) it has instead. The distances must be computed exactly like the
+    generated samples' (same candidates, same re-ranking), or the guarantee does not carry over.
+    """
+    d = np.sort(np.asarray(heldout_to_train_distances, np.float64).reshape(-1))
+    if d.size == 0:
+        raise SampleSizeError("calibrating the copy threshold needs at least one held-out→train distance")
+    if not np.isfinite(d).all():
+        raise ValueError("held-out→train distances contain NaN or infinity")
+    if not 0 < false_alarm < 1:
+        raise ValueError(f"the false-alarm rate must be in (0, 1), got {false_alarm}")
+    n = d.size
+    j = int(np.floor(false_alarm * (n + 1) + 1e-9))
+    note = ""
+    if j < 1:
+        j = 1
+        note = (f" (a {false_alarm:.3g} rate needs at least {int(np.ceil(1 / false_alarm)) - 1} held-out images; "
+                f"with {n} the smallest achievable is 1/(n + 1))")
+    rate = j / (n + 1)
+    tau = float(d[j - 1])
+    rule = (f"threshold calibrated on {n} held-out images for a {false_alarm:.3g} ({100 * false_alarm:g}%) "
+            f"false-alarm rate: τ = the {j}. smallest held-out→train nearest-neighbour {metric} distance = {tau:.4g}, "
+            f"so a fresh real image is flagged with probability {rate:.3g}{note}; a sample is flagged as a copy "
+            f"when its nearest training image is at {metric} distance ≤ τ")
+    return Threshold(tau, rule, rate, n, True)
+
+
+def train_rule_threshold(train_nn_distances, percentile: float = COPY_PERCENTILE, fraction: float = COPY_FRACTION,
+                         metric: str = "LPIPS") -> Threshold:
+    """The uncalibrated fallback (`copy_threshold`) as a Threshold, with its warning."""
+    tau, rule = copy_threshold(train_nn_distances, percentile, fraction, metric)
+    return Threshold(tau, rule + " (uncalibrated)", None, int(np.asarray(train_nn_distances).size), False,
+                     UNCALIBRATED_WARNING)
+
+
 def copy_verdict(flags) -> str:
     """Exactly "no sign of copying" or "N of M samples look copied — see grid"."""
     flags = np.asarray(flags, bool).reshape(-1)
@@ -302,6 +364,8 @@ class CopyCheck:
     train_nn_distances: np.ndarray  # (S,) leave-one-out train→train distances, computed the same way
     train_query_indices: np.ndarray  # (S,) which training images those are
     params: dict = field(default_factory=dict)
+    threshold: Threshold | None = None  # τ with its rule, false-alarm rate and calibration
+    heldout_nn_distances: np.ndarray | None = None  # (H,) held-out→train distances τ was calibrated on
 
     @property
     def nn_distances(self) -> np.ndarray:
@@ -316,57 +380,82 @@ class CopyCheck:
         return int(self.flags.sum())
 
 
+def nearest_training(query_features, train_features, pairs: PairDistance | None = None, candidates: int = 10,
+                     keep: int = 3, device: torch.device | str | None = None, chunk: int = 2048,
+                     exclude=None, query_ids=None) -> Reranked:
+    """Each query's `keep` nearest training images: `candidates` feature-space neighbours, re-ranked
+    by `pairs(query_ids, train_idx)` (LPIPS) when given. The one procedure behind the generated
+    samples', the held-out images' and the leave-one-out training distances, so they are comparable."""
+    q = _features(query_features, "query features")
+    t = _features(train_features, "training features")
+    k = min(candidates, len(t) - (1 if exclude is not None else 0))
+    nb = nearest_neighbours(q, t, k, device, chunk, exclude=exclude)
+    return _feature_only(nb, keep) if pairs is None else rerank(nb, pairs, keep, query_ids=query_ids)
+
+
 def copy_check(gen_features, train_features, gen_pairs: PairDistance | None = None,
                train_pairs: PairDistance | None = None, candidates: int = 10, keep: int = 3,
                train_queries: int | None = 1000, percentile: float = COPY_PERCENTILE,
                fraction: float = COPY_FRACTION, seed: int = 0, device: torch.device | str | None = None,
-               chunk: int = 2048) -> CopyCheck:
+               chunk: int = 2048, *, heldout_features=None, heldout_pairs: PairDistance | None = None,
+               false_alarm: float = FALSE_ALARM, threshold: Threshold | None = None) -> CopyCheck:
     """Flag generated samples that look copied from the training set.
 
     For every generated sample the `candidates` nearest training samples in feature space
     (Inception) are found; `gen_pairs(gen_idx, train_idx)` (LPIPS between the images) re-ranks
-    them and the `keep` best are kept. The same is done for `train_queries` training images
-    (a seeded subsample; None: all) against the rest of the training set, leaving each one out,
-    with `train_pairs(train_idx_a, train_idx_b)`. A sample is flagged when its nearest distance is
-    ≤ τ (`copy_threshold`). Without pair functions the feature L2 distances are used throughout.
+    them and the `keep` best are kept. A sample is flagged when its nearest distance is ≤ τ.
+
+    τ, in order of preference: `threshold` as given; calibrated on `heldout_features` (with
+    `heldout_pairs(heldout_idx, train_idx)`), the `false_alarm`-quantile of the held-out images'
+    nearest-training distances found the same way (`calibrated_threshold`); else the uncalibrated
+    train→train rule (`copy_threshold`) over `train_queries` training images (a seeded subsample;
+    None: all) against the rest, leaving each one out, with `train_pairs(train_idx_a, train_idx_b)`
+    — `threshold.warning` then says it is uncalibrated. Without pair functions the feature L2
+    distances are used throughout.
     """
     g = _features(gen_features, "generated features")
     t = _features(train_features, "training features")
-    if (gen_pairs is None) != (train_pairs is None):
+    calibrate = threshold is None and heldout_features is not None
+    if calibrate and (gen_pairs is None) != (heldout_pairs is None):
+        raise ValueError("pass both gen_pairs and heldout_pairs or neither: the threshold must be calibrated "
+                         "with the same distance as the samples' nearest neighbours")
+    if threshold is None and not calibrate and (gen_pairs is None) != (train_pairs is None):
         raise ValueError("pass both gen_pairs and train_pairs or neither: the threshold must be computed "
                          "with the same distance as the samples' nearest neighbours")
     if len(t) < 2:
         raise SampleSizeError(f"the copy check needs at least 2 training samples, got {len(t)}")
     if len(g) == 0:
         raise SampleSizeError("the copy check needs at least 1 generated sample")
-    k_gen = min(candidates, len(t))
     k_train = min(candidates, len(t) - 1)
     if not 1 <= keep <= k_train:
         raise ValueError(f"keep must be between 1 and min(candidates, n_train - 1) = {k_train}, got {keep}")
-    rng = np.random.default_rng(seed)
-    if train_queries is None or train_queries >= len(t):
-        sub = np.arange(len(t), dtype=np.int64)
-    else:
-        if train_queries < 1:
-            raise ValueError(f"train_queries must be positive, got {train_queries}")
-        sub = np.sort(rng.choice(len(t), size=train_queries, replace=False)).astype(np.int64)
-
-    gen_nb = nearest_neighbours(g, t, k_gen, device, chunk)
-    train_nb = nearest_neighbours(t[sub], t, k_train, device, chunk, exclude=sub)
-    if gen_pairs is None:
-        metric = "feature L2"
-        gen_rr, train_rr = _feature_only(gen_nb, keep), _feature_only(train_nb, keep)
-    else:
-        metric = "LPIPS"
-        gen_rr = rerank(gen_nb, gen_pairs, keep)
-        train_rr = rerank(train_nb, train_pairs, keep, query_ids=sub)
-    train_nn = train_rr.distances[:, 0]
-    tau, rule = copy_threshold(train_nn, percentile, fraction, metric)
+    metric = "feature L2" if gen_pairs is None else "LPIPS"
+    gen_rr = nearest_training(g, t, gen_pairs, candidates, keep, device, chunk)
+    sub = np.zeros(0, np.int64)
+    train_nn = np.zeros(0, np.float64)
+    heldout_nn = None
+    if threshold is None and calibrate:
+        h = _features(heldout_features, "held-out features")
+        heldout_nn = nearest_training(h, t, heldout_pairs, candidates, keep, device, chunk).distances[:, 0]
+        threshold = calibrated_threshold(heldout_nn, false_alarm, metric)
+    elif threshold is None:
+        rng = np.random.default_rng(seed)
+        if train_queries is None or train_queries >= len(t):
+            sub = np.arange(len(t), dtype=np.int64)
+        else:
+            if train_queries < 1:
+                raise ValueError(f"train_queries must be positive, got {train_queries}")
+            sub = np.sort(rng.choice(len(t), size=train_queries, replace=False)).astype(np.int64)
+        train_nn = nearest_training(t[sub], t, train_pairs, candidates, keep, device, chunk, exclude=sub,
+                                    query_ids=sub).distances[:, 0]
+        threshold = train_rule_threshold(train_nn, percentile, fraction, metric)
+    tau = threshold.value
     flags = gen_rr.distances[:, 0] <= tau
     params = {"candidates": candidates, "keep": keep, "train_queries": int(len(sub)), "percentile": percentile,
-              "fraction": fraction, "seed": seed, "metric": metric}
-    return CopyCheck(flags, float(flags.mean()), tau, rule, copy_verdict(flags), metric, gen_rr, train_nn, sub,
-                     params)
+              "fraction": fraction, "seed": seed, "metric": metric, "calibrated": threshold.calibrated,
+              "false_alarm": threshold.false_alarm, "threshold_n": threshold.n}
+    return CopyCheck(flags, float(flags.mean()), tau, threshold.rule, copy_verdict(flags), metric, gen_rr, train_nn,
+                     sub, params, threshold, heldout_nn)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -419,25 +508,19 @@ CT_MIN_GEN_PER_CELL = 20   # τ_n = 20 / m, as in the paper's experiments
 CT_COPYING_BELOW = -3.0
 
 
-def pca_fit(x, dims: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean (D,) and the top `dims` principal directions (D, dims) of `x`, in float64, with a
-    deterministic sign (largest-magnitude entry of each direction positive)."""
+def pca_fit(x, dims: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (D,) and the top `dims` principal directions (D, dims) of `x`, by scikit-learn's PCA
+    (as the C_T reference code, casey-meehan/data-copying, uses), with a deterministic sign
+    (largest-magnitude entry of each direction positive; distances do not depend on it)."""
+    from sklearn.decomposition import PCA
+
     x = np.asarray(x, np.float64)
-    mean = x.mean(axis=0)
-    xc = x - mean
     dims = min(dims, x.shape[1], max(len(x) - 1, 1))
-    if len(x) > x.shape[1]:
-        vals, vecs = np.linalg.eigh(xc.T @ xc)
-        comps = vecs[:, np.argsort(vals)[::-1][:dims]]
-    else:
-        # fewer samples than dimensions: eigenvectors of the n x n Gram matrix map to the principal
-        # directions (xcᵀ u / ‖xcᵀ u‖); ~50x cheaper than an SVD of the n x D matrix at D = 2048
-        vals, vecs = np.linalg.eigh(xc @ xc.T)
-        top = np.argsort(vals)[::-1][:dims]
-        comps = xc.T @ vecs[:, top]
-        comps /= np.maximum(np.linalg.norm(comps, axis=0), np.finfo(np.float64).tiny)
+    pca = PCA(n_components=dims, svd_solver="full" if min(x.shape) <= 4096 else "randomized",
+              random_state=seed).fit(x)
+    comps = pca.components_.T
     signs = np.sign(comps[np.abs(comps).argmax(axis=0), np.arange(comps.shape[1])])
-    return mean, comps * np.where(signs == 0, 1.0, signs)
+    return pca.mean_, comps * np.where(signs == 0, 1.0, signs)
 
 
 def _sq_dists(x: np.ndarray, centers: np.ndarray) -> np.ndarray:
@@ -451,62 +534,39 @@ def assign_cells(x, centers, chunk: int = 65536) -> np.ndarray:
 
 
 def kmeans(x, k: int, seed: int = 0, n_init: int = 4, max_iter: int = 300) -> tuple[np.ndarray, np.ndarray]:
-    """Lloyd's k-means with k-means++ seeding, best of `n_init` seeded runs; (centers, labels)."""
+    """scikit-learn's k-means (k-means++ seeding, Lloyd iterations, best of `n_init` seeded runs), as the
+    C_T reference code partitions the training set; returns (centers, labels)."""
+    from sklearn.cluster import KMeans
+
     x = np.asarray(x, np.float64)
     if not 1 <= k <= len(x):
         raise SampleSizeError(f"k-means with {k} cells needs at least {k} points, got {len(x)}")
-    rng = np.random.default_rng(seed)
-    best = None
-    for _ in range(n_init):
-        centers = np.empty((k, x.shape[1]))
-        centers[0] = x[rng.integers(len(x))]
-        d2 = _sq_dists(x, centers[:1])[:, 0]
-        for c in range(1, k):
-            total = d2.sum()
-            i = rng.choice(len(x), p=d2 / total) if total > 0 else rng.integers(len(x))
-            centers[c] = x[i]
-            d2 = np.minimum(d2, _sq_dists(x, centers[c:c + 1])[:, 0])
-        labels = None
-        for _ in range(max_iter):
-            dist = _sq_dists(x, centers)
-            new = dist.argmin(1)
-            if labels is not None and np.array_equal(new, labels):
-                break
-            labels = new
-            for c in range(k):
-                members = labels == c
-                if members.any():
-                    centers[c] = x[members].mean(0)
-                else:  # empty cell: restart it at the point farthest from its centre
-                    far = dist[np.arange(len(x)), labels].argmax()
-                    centers[c] = x[far]
-                    labels[far] = c
-        inertia = _sq_dists(x, centers)[np.arange(len(x)), labels].sum()
-        if best is None or inertia < best[0]:
-            best = (inertia, centers.copy(), labels.copy())
-    return best[1], best[2]
+    km = KMeans(n_clusters=k, n_init=n_init, max_iter=max_iter, random_state=seed).fit(x)
+    return km.cluster_centers_, km.labels_.astype(np.int64)
 
 
 def mann_whitney_z(gen_distances, test_distances) -> tuple[float, float]:
     """Mann-Whitney U of the generated distances against the held-out ones and its z-score.
 
-    U = R_gen − m(m+1)/2 (R_gen: rank sum of the m generated distances in the pooled sample, ties
-    given their average rank) counts the (gen, test) pairs with gen > test, ties as ½. Under H0 it
-    has mean mn/2 and variance mn(m+n+1)/12; z uses the paper's continuity correction:
-    z = (U − mn/2 + 0.5) / √(mn(m+n+1)/12). z ≪ 0: generated samples are closer to the training
-    set than held-out samples are. Returns (U, z).
+    U (scipy.stats.mannwhitneyu, the statistic of the generated sample) counts the (gen, test) pairs
+    with gen > test, ties as ½. Under H0 it has mean mn/2 and variance mn(m+n+1)/12 × the tie
+    correction (scipy.stats.tiecorrect; exact copies all sit at distance 0, so ties matter); z uses
+    the continuity correction of Meehan et al.'s reference code: z = (U − mn/2 + 0.5) / sd. This is
+    the z behind scipy's asymptotic one-sided ("less") p-value: p = Φ(z). z ≪ 0: generated samples
+    are closer to the training set than held-out samples are. Returns (U, z).
     """
-    from scipy.stats import rankdata
+    from scipy.stats import mannwhitneyu, rankdata, tiecorrect
 
     q = np.asarray(gen_distances, np.float64).reshape(-1)
     p = np.asarray(test_distances, np.float64).reshape(-1)
     m, n = q.size, p.size
     if m == 0 or n == 0:
         raise SampleSizeError("the Mann-Whitney U test needs at least one sample in each group")
-    ranks = rankdata(np.concatenate([q, p]))
-    u = float(ranks[:m].sum() - m * (m + 1) / 2)
-    z = (u - m * n / 2 + 0.5) / np.sqrt(m * n * (m + n + 1) / 12)
-    return u, float(z)
+    u = float(mannwhitneyu(q, p, alternative="less", method="asymptotic").statistic)
+    var = m * n * (m + n + 1) / 12 * tiecorrect(rankdata(np.concatenate([q, p])))
+    if var <= 0:  # every distance equal: no evidence either way
+        return u, 0.0
+    return u, float((u - m * n / 2 + 0.5) / np.sqrt(var))
 
 
 @dataclass(frozen=True)
@@ -523,13 +583,21 @@ class CTCell:
 
 @dataclass
 class CTResult:
-    c_t: float
+    c_t: float          # Σ w Z_U / Σ w over the included cells (Meehan et al.'s statistic)
     cells: list[CTCell]
     n_cells: int
     pca_dims: int
     tau_n: float
     interpretation: str
     params: dict = field(default_factory=dict)
+    z: float = float("nan")   # standardised C_T: C_T · Σw / √Σw², ≈ N(0, 1) under no copying
+    null_sd: float = float("nan")  # √Σw² / Σw: C_T's standard deviation under no copying
+    verdict: str = ""   # "copying", "underfitting" or "not detectable"
+
+    @property
+    def cell_z(self) -> list[float]:
+        """Z_U per cell (NaN where a cell lacks held-out, training or generated samples)."""
+        return [c.z for c in self.cells]
 
 
 def default_cells(n_test: int, n_gen: int) -> int:
@@ -538,15 +606,43 @@ def default_cells(n_test: int, n_gen: int) -> int:
     return int(np.clip(min(n_test, n_gen) // 50, 1, CT_MAX_CELLS))
 
 
-def ct_interpretation(c_t: float) -> str:
-    if c_t < CT_COPYING_BELOW:
-        return (f"C_T = {c_t:.2f} < {CT_COPYING_BELOW:g}: generated samples are systematically closer to the "
-                "training set than held-out real images are — evidence of data copying")
-    if c_t > -CT_COPYING_BELOW:
-        return (f"C_T = {c_t:.2f} > {-CT_COPYING_BELOW:g}: generated samples are farther from the training set "
-                "than held-out real images are (underfitting); no sign of data copying")
-    return (f"C_T = {c_t:.2f}: within ±{-CT_COPYING_BELOW:g} of 0, consistent with no data copying "
-            f"(C_T ≪ 0, below {CT_COPYING_BELOW:g}, would indicate copying)")
+def standardise_ct(weights, z_cells) -> tuple[float, float, float]:
+    """(C_T, its standardised form z, its null standard deviation) from the included cells'
+    weights w = P_n(π) and Z_U(π).
+
+    Under no copying the Z_U of different cells are independent and about N(0, 1) (given the
+    training set, the generated and held-out distances in a cell are exchangeable), so
+    C_T = Σ w Z_U / Σ w has standard deviation √Σw² / Σw (≈ 1/√k for k equal cells: 0.14 at 50
+    cells, 0.58 at 3) and z = C_T · Σw / √Σw² is about N(0, 1) whatever the number of cells. A
+    fixed cut on C_T itself (the paper's illustration reads C_T ≪ 0) therefore means a different
+    false-alarm rate and power at every k; the cut on z does not.
+    """
+    w = np.asarray(weights, np.float64)
+    zc = np.asarray(z_cells, np.float64)
+    c_t = float(np.dot(w, zc) / w.sum())
+    null_sd = float(np.sqrt((w ** 2).sum()) / w.sum())
+    return c_t, c_t / null_sd, null_sd
+
+
+def ct_verdict(z: float) -> str:
+    if z < CT_COPYING_BELOW:
+        return "copying"
+    if z > -CT_COPYING_BELOW:
+        return "underfitting"
+    return "not detectable"
+
+
+def ct_interpretation(c_t: float, z: float, n_gen: int, n_test: int, n_cells: int, n_used: int) -> str:
+    head = (f"C_T = {c_t:.3f}, standardised z = {z:.2f} (C_T · Σw / √Σw²; ≈ N(0, 1) without copying) over "
+            f"{n_used} of {n_cells} cells")
+    if z < CT_COPYING_BELOW:
+        return (f"{head}: z < {CT_COPYING_BELOW:g}, generated samples are systematically closer to the training "
+                "set than held-out real images are — evidence of data copying")
+    if z > -CT_COPYING_BELOW:
+        return (f"{head}: z > {-CT_COPYING_BELOW:g}, generated samples are farther from the training set than "
+                "held-out real images are (underfitting); no sign of data copying")
+    return (f"{head}: no data-copying detectable at N = {n_gen} generated and {n_test} held-out samples, "
+            f"k = {n_cells} cells (|z| ≤ {-CT_COPYING_BELOW:g})")
 
 
 def data_copying_ct(train_features, test_features, gen_features, n_cells: int | None = None,
@@ -563,8 +659,10 @@ def data_copying_ct(train_features, test_features, gen_features, n_cells: int | 
        Mann-Whitney U of the former against the latter (`mann_whitney_z`).
     4. C_T = Σ P_n(π) Z_U(π) / Σ P_n(π) over the cells with Q_m(π) > τ_n (default τ_n = 20/m: more
        than 20 generated samples), weighted by the held-out share P_n(π).
-
-    C_T ≪ 0 (below −3) indicates data copying; ≫ 0 underfitting; ≈ 0 neither. Deterministic for a seed.
+    5. The verdict is read from the standardised z = C_T · Σw / √Σw² (`standardise_ct`): z < −3
+       copying, z > 3 underfitting, otherwise "no data-copying detectable at N = …, k = … cells".
+       One-sided false-alarm rate of the copying verdict on honest samples ≈ Φ(−3) = 0.13%
+       (bench/copying.py measures it and the power). Deterministic for a seed.
     """
     t = _features(train_features, "training features")
     p = _features(test_features, "held-out (test) features")
@@ -579,7 +677,7 @@ def data_copying_ct(train_features, test_features, gen_features, n_cells: int | 
         raise SampleSizeError(f"C_T with {k} cells needs at least {2 * k} training samples, got {len(t)}")
     tau = CT_MIN_GEN_PER_CELL / m if tau_n is None else float(tau_n)
 
-    mean, comps = pca_fit(t, pca_dims)
+    mean, comps = pca_fit(t, pca_dims, seed)
     tt, pp, qq = ((np.asarray(x, np.float64) - mean) @ comps for x in (t, p, q))
     centers, t_cells = kmeans(tt, k, seed)
     p_cells, q_cells = assign_cells(pp, centers), assign_cells(qq, centers)
@@ -603,7 +701,8 @@ def data_copying_ct(train_features, test_features, gen_features, n_cells: int | 
     w = np.array([c.test_share for c in used])
     if w.sum() == 0:
         raise SampleSizeError("the cells that hold generated samples hold no held-out samples")
-    c_t = float(np.dot(w, [c.z for c in used]) / w.sum())
+    c_t, z, null_sd = standardise_ct(w, [c.z for c in used])
     params = {"n_cells": k, "pca_dims": int(comps.shape[1]), "tau_n": tau, "seed": seed,
-              "n_train": len(t), "n_test": n, "n_gen": m}
-    return CTResult(c_t, cells, k, int(comps.shape[1]), tau, ct_interpretation(c_t), params)
+              "n_train": len(t), "n_test": n, "n_gen": m, "cells_used": len(used)}
+    return CTResult(c_t, cells, k, int(comps.shape[1]), tau, ct_interpretation(c_t, z, m, n, k, len(used)),
+                    params, z, null_sd, ct_verdict(z))

@@ -230,13 +230,121 @@ def test_authpct_falls_with_planted_copies_and_refuses_tiny_sets(feature_world):
 # C_T
 
 
-def test_mann_whitney_z_matches_scipy():
+# The hand-written PCA, k-means and Mann-Whitney z that C_T used before it moved to scikit-learn and
+# scipy (kept here as an independent second implementation for the parity test below).
+
+def _ref_pca_fit(x, dims: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (D,) and the top `dims` principal directions (D, dims) of `x`, in float64, with a
+    deterministic sign (largest-magnitude entry of each direction positive)."""
+    x = np.asarray(x, np.float64)
+    mean = x.mean(axis=0)
+    xc = x - mean
+    dims = min(dims, x.shape[1], max(len(x) - 1, 1))
+    if len(x) > x.shape[1]:
+        vals, vecs = np.linalg.eigh(xc.T @ xc)
+        comps = vecs[:, np.argsort(vals)[::-1][:dims]]
+    else:
+        # fewer samples than dimensions: eigenvectors of the n x n Gram matrix map to the principal
+        # directions (xcᵀ u / ‖xcᵀ u‖); ~50x cheaper than an SVD of the n x D matrix at D = 2048
+        vals, vecs = np.linalg.eigh(xc @ xc.T)
+        top = np.argsort(vals)[::-1][:dims]
+        comps = xc.T @ vecs[:, top]
+        comps /= np.maximum(np.linalg.norm(comps, axis=0), np.finfo(np.float64).tiny)
+    signs = np.sign(comps[np.abs(comps).argmax(axis=0), np.arange(comps.shape[1])])
+    return mean, comps * np.where(signs == 0, 1.0, signs)
+
+
+def _ref_kmeans(x, k: int, seed: int = 0, n_init: int = 4, max_iter: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    """Lloyd's k-means with k-means++ seeding, best of `n_init` seeded runs; (centers, labels)."""
+    x = np.asarray(x, np.float64)
+    if not 1 <= k <= len(x):
+        raise copying.SampleSizeError(f"k-means with {k} cells needs at least {k} points, got {len(x)}")
+    rng = np.random.default_rng(seed)
+    best = None
+    for _ in range(n_init):
+        centers = np.empty((k, x.shape[1]))
+        centers[0] = x[rng.integers(len(x))]
+        d2 = copying._sq_dists(x, centers[:1])[:, 0]
+        for c in range(1, k):
+            total = d2.sum()
+            i = rng.choice(len(x), p=d2 / total) if total > 0 else rng.integers(len(x))
+            centers[c] = x[i]
+            d2 = np.minimum(d2, copying._sq_dists(x, centers[c:c + 1])[:, 0])
+        labels = None
+        for _ in range(max_iter):
+            dist = copying._sq_dists(x, centers)
+            new = dist.argmin(1)
+            if labels is not None and np.array_equal(new, labels):
+                break
+            labels = new
+            for c in range(k):
+                members = labels == c
+                if members.any():
+                    centers[c] = x[members].mean(0)
+                else:  # empty cell: restart it at the point farthest from its centre
+                    far = dist[np.arange(len(x)), labels].argmax()
+                    centers[c] = x[far]
+                    labels[far] = c
+        inertia = copying._sq_dists(x, centers)[np.arange(len(x)), labels].sum()
+        if best is None or inertia < best[0]:
+            best = (inertia, centers.copy(), labels.copy())
+    return best[1], best[2]
+
+
+def _ref_mann_whitney_z(gen_distances, test_distances) -> tuple[float, float]:
+    """Mann-Whitney U of the generated distances against the held-out ones and its z-score.
+
+    U = R_gen − m(m+1)/2 (R_gen: rank sum of the m generated distances in the pooled sample, ties
+    given their average rank) counts the (gen, test) pairs with gen > test, ties as ½. Under H0 it
+    has mean mn/2 and variance mn(m+n+1)/12; z uses the paper's continuity correction:
+    z = (U − mn/2 + 0.5) / √(mn(m+n+1)/12). z ≪ 0: generated samples are closer to the training
+    set than held-out samples are. Returns (U, z).
+    """
+    from scipy.stats import rankdata
+
+    q = np.asarray(gen_distances, np.float64).reshape(-1)
+    p = np.asarray(test_distances, np.float64).reshape(-1)
+    m, n = q.size, p.size
+    if m == 0 or n == 0:
+        raise copying.SampleSizeError("the Mann-Whitney U test needs at least one sample in each group")
+    ranks = rankdata(np.concatenate([q, p]))
+    u = float(ranks[:m].sum() - m * (m + 1) / 2)
+    z = (u - m * n / 2 + 0.5) / np.sqrt(m * n * (m + n + 1) / 12)
+    return u, float(z)
+
+
+def test_mann_whitney_z_matches_scipy_and_corrects_for_ties():
     rng = np.random.default_rng(4)
     q, p = rng.standard_normal(37) - 0.3, rng.standard_normal(52)
     u, z = copying.mann_whitney_z(q, p)
     ref = mannwhitneyu(q, p, alternative="less", method="asymptotic", use_continuity=True)
     assert u == pytest.approx(ref.statistic)
     assert z == pytest.approx(norm.ppf(ref.pvalue), rel=1e-9)
+    assert (u, z) == pytest.approx(_ref_mann_whitney_z(q, p), rel=1e-12)  # no ties: the old formula
+    # exact copies: a block of zero distances; the tie-corrected z is scipy's and larger in magnitude
+    q_tied = np.concatenate([np.zeros(15), np.abs(q[:22])])
+    u, z = copying.mann_whitney_z(q_tied, np.abs(p))
+    ref = mannwhitneyu(q_tied, np.abs(p), alternative="less", method="asymptotic", use_continuity=True)
+    assert z == pytest.approx(norm.ppf(ref.pvalue), rel=1e-9)
+    assert abs(z) > abs(_ref_mann_whitney_z(q_tied, np.abs(p))[1])
+
+
+def test_sklearn_ct_equals_the_hand_written_implementation(monkeypatch):
+    """On well-separated clusters both k-means implementations find the same partition, so C_T,
+    its cells and Z_U agree to rounding."""
+    rng = np.random.default_rng(21)
+    means = rng.normal(0, 12, (6, 20))
+    train, test = _mixture(rng, 1200, means), _mixture(rng, 600, means)
+    gen = np.concatenate([train[:60] + 1e-3, _mixture(rng, 540, means)])
+    new = copying.data_copying_ct(train, test, gen, n_cells=6, pca_dims=8, device=CPU)
+    monkeypatch.setattr(copying, "pca_fit", lambda x, dims, seed=0: _ref_pca_fit(x, dims))
+    monkeypatch.setattr(copying, "kmeans", _ref_kmeans)
+    monkeypatch.setattr(copying, "mann_whitney_z", _ref_mann_whitney_z)
+    old = copying.data_copying_ct(train, test, gen, n_cells=6, pca_dims=8, device=CPU)
+    key = lambda c: (c.n_train, c.n_test, c.n_gen)  # cell numbering differs between implementations
+    assert sorted(map(key, new.cells)) == sorted(map(key, old.cells))
+    assert sorted(c.z for c in new.cells) == pytest.approx(sorted(c.z for c in old.cells), rel=1e-9)
+    assert new.c_t == pytest.approx(old.c_t, rel=1e-9)
 
 
 @pytest.fixture(scope="module")
@@ -250,7 +358,7 @@ def test_ct_is_strongly_negative_for_a_copying_generator(ct_world):
     rng, means, train, test = ct_world
     gen = train[rng.choice(len(train), 750, replace=False)] + 0.01 * rng.standard_normal((750, 24))
     res = copying.data_copying_ct(train, test, gen, device=CPU)
-    assert res.c_t < -3, res.c_t
+    assert res.c_t < -3 and res.z < -3 and res.verdict == "copying", res.z
     assert "evidence of data copying" in res.interpretation
     assert res.n_cells == 15 and res.pca_dims == 24 and res.tau_n == pytest.approx(20 / 750)
 
@@ -259,10 +367,9 @@ def test_ct_is_near_zero_for_fresh_samples_and_deterministic(ct_world):
     rng, means, train, test = ct_world
     gen = _mixture(rng, 750, means)
     res = copying.data_copying_ct(train, test, gen, n_cells=8, pca_dims=16, device=CPU, seed=1)
-    # under H0, C_T is a weighted mean of roughly standard-normal Z_U's: |C_T| < 3 unless something is wrong
-    assert abs(res.c_t) < 3, res.c_t
-    assert "consistent with no data copying" in res.interpretation
-    assert res.pca_dims == 16 and len(res.cells) == 8
+    assert abs(res.z) < 3 and res.verdict == "not detectable", res.z
+    assert "no data-copying detectable at N = 750 generated and 750 held-out samples, k = 8 cells" in res.interpretation
+    assert res.pca_dims == 16 and len(res.cells) == 8 and len(res.cell_z) == 8
     assert sum(c.n_train for c in res.cells) == 1500 and sum(c.n_test for c in res.cells) == 750
     assert sum(c.test_share for c in res.cells) == pytest.approx(1.0)
     for c in res.cells:
@@ -270,6 +377,8 @@ def test_ct_is_near_zero_for_fresh_samples_and_deterministic(ct_world):
     used = [c for c in res.cells if c.included]
     w = np.array([c.test_share for c in used])
     assert res.c_t == pytest.approx(np.dot(w, [c.z for c in used]) / w.sum())
+    assert res.null_sd == pytest.approx(np.sqrt((w ** 2).sum()) / w.sum())
+    assert res.z == pytest.approx(res.c_t / res.null_sd)
     again = copying.data_copying_ct(train, test, gen, n_cells=8, pca_dims=16, device=CPU, seed=1)
     assert again.c_t == res.c_t and again.cells == res.cells
 
@@ -277,7 +386,42 @@ def test_ct_is_near_zero_for_fresh_samples_and_deterministic(ct_world):
 def test_ct_is_positive_for_an_underfitting_generator(ct_world):
     rng, means, train, test = ct_world
     res = copying.data_copying_ct(train, test, _mixture(rng, 750, means, scale=1.6), n_cells=8, device=CPU)
-    assert res.c_t > 3 and "underfitting" in res.interpretation
+    assert res.z > 3 and res.verdict == "underfitting" and "underfitting" in res.interpretation
+
+
+def _ct_sets(rng, n, copy_share=0.0, dims=8, components=6):
+    means = rng.normal(0, 2.5, (components, dims))
+    train, test = _mixture(rng, n, means), _mixture(rng, n, means)
+    gen = _mixture(rng, n, means)
+    c = int(round(copy_share * n))
+    gen[:c] = train[rng.choice(n, c, replace=False)]
+    return train, test, gen
+
+
+@pytest.mark.parametrize("cells", [3, 20, 50])
+def test_ct_null_spread_is_sqrt_sum_w2_over_sum_w(cells):
+    """Honest samples: over repetitions, sd(C_T) ≈ √Σw²/Σw (shrinking with the cell count) while the
+    standardised z keeps sd ≈ 1 at every cell count; the copying verdict does not fire."""
+    rng = np.random.default_rng(100 + cells)
+    n = 40 * cells + 400
+    reps = [copying.data_copying_ct(*_ct_sets(rng, n), n_cells=cells, device=CPU, seed=r) for r in range(24)]
+    c_t = np.array([r.c_t for r in reps])
+    z = np.array([r.z for r in reps])
+    predicted = np.mean([r.null_sd for r in reps])
+    # 24 repetitions estimate an sd to about ±15% (1 SE); allow ±45%
+    assert 0.55 * predicted < c_t.std(ddof=1) < 1.45 * predicted, (c_t.std(ddof=1), predicted)
+    assert 0.55 < z.std(ddof=1) < 1.45 and abs(z.mean()) < 0.8, (z.mean(), z.std(ddof=1))
+    assert sum(r.verdict == "copying" for r in reps) == 0
+
+
+@pytest.mark.parametrize("cells", [3, 20, 50])
+def test_ten_percent_exact_copies_are_called_copying_at_every_cell_count(cells):
+    """With 2000 samples per set, 10% exact copies give z ≈ −0.05·√(6N) ≈ −5.5 whatever k (each copy
+    removes about n/2 from U); C_T itself would read about −0.8 at 50 cells."""
+    rng = np.random.default_rng(200 + cells)
+    res = copying.data_copying_ct(*_ct_sets(rng, 2000, copy_share=0.10), n_cells=cells, device=CPU)
+    assert res.z < -3 and res.verdict == "copying", (res.c_t, res.z)
+    assert "evidence of data copying" in res.interpretation
 
 
 # ---------------------------------------------------------------------------------------------
