@@ -1,0 +1,124 @@
+"""The calibrated copy check on cartoon faces, with the real LPIPS-AlexNet weights.
+
+Training, calibration (held-out) and fresh faces are python-avatars renders at 64 px (one
+distribution, disjoint indices). Planted copies of training faces: exact, ±4-level noise, a 1 px
+shift, JPEG at quality 75, and a 2 px crop resized back. The threshold is calibrated on the
+held-out faces for a 1% false-alarm rate; the copies must be flagged (≥ 95% of each kind) and the
+fresh faces at about the nominal rate.
+
+Candidates come from 16 x 16 downsampled pixels instead of Inception, to keep the test well under
+a minute on a CPU; the LPIPS re-ranking and the threshold are the product's. Which copies
+Inception candidates reach is the end-to-end test in test_copying.py and the copycheck CLI test.
+"""
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from evalkit.metrics import copying
+
+CPU = torch.device("cpu")
+N_TRAIN, N_HELDOUT, N_FRESH, PER_KIND = 100, 150, 150, 20
+
+
+def _pixels(images: np.ndarray) -> np.ndarray:
+    """16 x 16 box-downsampled RGB, flattened: cheap candidate features."""
+    n, s = images.shape[:2]
+    f = s // 16
+    return images.reshape(n, 16, f, 16, f, 3).mean(axis=(2, 4)).reshape(n, -1)
+
+
+def _jpeg(x: np.ndarray, quality: int = 75) -> np.ndarray:
+    buf = io.BytesIO()
+    Image.fromarray(x).save(buf, "JPEG", quality=quality)
+    return np.asarray(Image.open(buf).convert("RGB"))
+
+
+def _crop(x: np.ndarray, px: int = 2) -> np.ndarray:
+    s = x.shape[0]
+    return np.asarray(Image.fromarray(x[px:s - px, px:s - px]).resize((s, s), Image.BICUBIC))
+
+
+@pytest.fixture(scope="module")
+def faces():
+    from gan.avatars import avatar_array
+
+    faces = avatar_array(N_TRAIN + N_HELDOUT + N_FRESH, seed=0, res=64)
+    train, heldout, fresh = np.split(faces, [N_TRAIN, N_TRAIN + N_HELDOUT])
+    rng = np.random.default_rng(0)
+    src = {k: rng.choice(N_TRAIN, PER_KIND, replace=False) for k in ("exact", "noise", "shift", "jpeg", "crop")}
+    kinds = {
+        "exact": train[src["exact"]],
+        "noise": np.clip(train[src["noise"]].astype(np.int16) + rng.integers(-4, 5, (PER_KIND, 64, 64, 3)),
+                         0, 255).astype(np.uint8),
+        "shift": np.concatenate([train[src["shift"]][:, :, :1], train[src["shift"]][:, :, :-1]], axis=2),
+        "jpeg": np.stack([_jpeg(x) for x in train[src["jpeg"]]]),
+        "crop": np.stack([_crop(x) for x in train[src["crop"]]]),
+    }
+    return train, heldout, fresh, kinds, src
+
+
+@pytest.fixture(scope="module")
+def calibrated(faces):
+    from evalkit.extract.lpips import pair_distance_fn
+
+    train, heldout, fresh, kinds, src = faces
+    gen = np.concatenate([fresh, *kinds.values()])
+    res = copying.copy_check(_pixels(gen), _pixels(train), gen_pairs=pair_distance_fn(gen, train, CPU),
+                             candidates=10, keep=1, device=CPU, heldout_features=_pixels(heldout),
+                             heldout_pairs=pair_distance_fn(heldout, train, CPU), false_alarm=0.01)
+    return res, gen
+
+
+def test_planted_copies_of_every_kind_are_flagged(faces, calibrated):
+    train, heldout, fresh, kinds, src = faces
+    res, _ = calibrated
+    for i, (kind, images) in enumerate(kinds.items()):
+        rows = N_FRESH + i * PER_KIND + np.arange(PER_KIND)
+        hit = res.flags[rows].mean()
+        assert hit >= 0.95, (kind, hit, res.nn_distances[rows].max(), res.tau)
+        # and the nearest training face found is the source
+        assert (res.neighbours.indices[rows, 0] == src[kind]).mean() >= 0.95, kind
+
+
+def test_fresh_faces_are_flagged_at_about_the_nominal_rate(calibrated):
+    res, _ = calibrated
+    th = res.threshold
+    assert th.calibrated and th.n == N_HELDOUT and th.warning is None
+    # j = ⌊0.01 · 151⌋ = 1: τ is the smallest held-out distance, expected false alarm 1/151
+    assert th.false_alarm == pytest.approx(1 / 151)
+    assert res.tau == pytest.approx(res.heldout_nn_distances.min())
+    assert th.rule.startswith("threshold calibrated on 150 held-out images for a 0.01 (1%) false-alarm rate")
+    flagged = int(res.flags[:N_FRESH].sum())
+    # measured: 4 of 150 fresh faces (2.7%; nominal 0.66%). With τ the minimum of 150 calibration
+    # distances the realised rate is itself random (Beta(1, 150) around 1/151) and the avatar
+    # generator's discrete attributes make a few fresh faces near-duplicates of training faces;
+    # bench/copying.py measures the rate over more faces. 7 or more of 150 would be > 4.5%.
+    assert flagged <= 6, flagged
+    assert res.params["calibrated"] and res.params["false_alarm"] == pytest.approx(1 / 151)
+
+
+def test_calibrated_threshold_order_statistic_and_small_sets():
+    d = np.arange(1, 1000, dtype=float)[::-1]  # 999 distances 1..999
+    th = copying.calibrated_threshold(d, 0.01)
+    assert th.value == 10.0 and th.false_alarm == pytest.approx(10 / 1000) and th.n == 999
+    th = copying.calibrated_threshold(d, 0.05)
+    assert th.value == 50.0 and th.false_alarm == pytest.approx(0.05)
+    small = copying.calibrated_threshold([0.3, 0.2, 0.5], 0.01)
+    assert small.value == 0.2 and small.false_alarm == pytest.approx(0.25)
+    assert "needs at least 99 held-out images" in small.rule
+    with pytest.raises(copying.SampleSizeError, match="at least one held-out"):
+        copying.calibrated_threshold([], 0.01)
+    with pytest.raises(ValueError, match=r"false-alarm rate must be in \(0, 1\)"):
+        copying.calibrated_threshold([0.1], 1.5)
+
+
+def test_without_heldout_the_train_rule_warns_that_it_is_uncalibrated():
+    rng = np.random.default_rng(1)
+    train = rng.standard_normal((200, 8))
+    res = copying.copy_check(rng.standard_normal((50, 8)), train, device=CPU)
+    assert not res.threshold.calibrated and res.threshold.false_alarm is None
+    assert res.threshold.warning == copying.UNCALIBRATED_WARNING and "uncalibrated" in res.rule
+    assert res.tau == pytest.approx(0.5 * np.percentile(res.train_nn_distances, 5))
