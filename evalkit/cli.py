@@ -197,18 +197,30 @@ def cmd_copycheck(args) -> int:
     out = _writable(args.out or _default_out(args.generated, "copycheck"))
     result = copy_report(args.generated, args.train, args.heldout, _generation(args), out,
                          candidates=args.candidates, keep=args.keep, train_queries=args.train_queries,
-                         seed=args.seed, log=_say, **_extraction_kwargs(args))
+                         seed=args.seed, log=_say, false_alarm=args.false_alarm, ct_extractor=args.ct_extractor,
+                         **_extraction_kwargs(args))
     if args.json:
         _print_json(result)
         return 0
     print(f"copy score {result['copy_score']:.4f} ({result['n_flagged']} of {result['num_samples']} samples at "
           f"LPIPS <= {result['threshold']:.4f})")
     print(f"threshold: {result['threshold_rule']}")
+    if result["threshold_warning"]:
+        print(f"warning: {result['threshold_warning']}")
     print(f"AuthPct {result['authpct']:.1f}% of samples are farther from their nearest training image than it is "
           "from its own nearest neighbour" + (f" (held-out real images: {result['authpct_heldout']:.1f}%)"
                                               if "authpct_heldout" in result else ""))
     if "c_t" in result:
-        print(result["c_t"]["interpretation"])
+        ct = result["c_t"]
+        print(f"C_T ({ct['extractor']} features): {ct['interpretation']}")
+        if ct.get("cells"):
+            print("  per-cell Z_U (cell: n_train/n_heldout/n_gen, Z_U; * = not included): " + ", ".join(
+                f"{c['cell']}: {c['n_train']}/{c['n_test']}/{c['n_gen']} "
+                + ("n/a" if c["z_u"] is None else f"{c['z_u']:+.2f}") + ("" if c["included"] else "*")
+                for c in ct["cells"]))
+    print("what each test can see:")
+    for name, text in result["what_each_test_sees"].items():
+        print(f"  {name}: {text}")
     print(f"grid: {result['grid']}   table: {result['table']}")
     print(result["verdict"])
     return 0
@@ -411,11 +423,16 @@ def build_parser(extend=None) -> argparse.ArgumentParser:
         "copycheck", "is the generator copying its training set? nearest neighbours, copy score, AuthPct, C_T",
         "For generated samples (a checkpoint, run dir or image folder), find their nearest training images "
         "(Inception, re-ranked by LPIPS-AlexNet), flag samples far closer to a training image than training images "
-        "are to each other, report AuthPct, and with --heldout run the C_T data-copying test (Meehan et al. 2020). "
+        "are to each other (with --heldout: closer than the --false-alarm share of held-out real images are), report "
+        "AuthPct, and with --heldout run the C_T data-copying test (Meehan et al. 2020). "
         "Writes neighbours.png, copycheck.csv and copycheck.json.")
     p.add_argument("generated", help="checkpoint, run dir (latest snapshot) or folder of generated images")
     p.add_argument("--train", required=True, help="the training images (folder or zip)")
-    p.add_argument("--heldout", help="real images not used in training, for the C_T test")
+    p.add_argument("--heldout", help="real images not used in training: calibrate the copy threshold and run C_T")
+    p.add_argument("--false-alarm", type=float, default=0.01,
+                   help="with --heldout: share of fresh real images the copy threshold may flag (default 0.01)")
+    p.add_argument("--ct-extractor", default=None,
+                   help="feature space for C_T, from the extractor registry (default inception)")
     p.add_argument("--candidates", type=positive_int, default=10, help="Inception candidates re-ranked by LPIPS")
     p.add_argument("--keep", type=positive_int, default=3, help="nearest training images kept per sample")
     p.add_argument("--train-queries", type=positive_int, default=1000,

@@ -122,3 +122,60 @@ def test_without_heldout_the_train_rule_warns_that_it_is_uncalibrated():
     assert not res.threshold.calibrated and res.threshold.false_alarm is None
     assert res.threshold.warning == copying.UNCALIBRATED_WARNING and "uncalibrated" in res.rule
     assert res.tau == pytest.approx(0.5 * np.percentile(res.train_nn_distances, 5))
+
+
+def test_copycheck_cli_with_heldout_calibrates_and_reports_ct(tmp_path, avatars32, capsys):
+    """`evalkit copycheck --heldout`: the threshold is calibrated and says so, C_T comes with z and
+    per-cell Z_U, and the output says what each test can see."""
+    import json
+    import shutil
+
+    from gan.avatars import write_avatars
+
+    from evalkit import cli
+
+    generated = tmp_path / "generated"
+    generated.mkdir()
+    train_files = sorted(avatars32.glob("*.png"))
+    for i, src in enumerate(train_files[:5]):
+        shutil.copy(src, generated / f"copy{i}.png")
+    write_avatars(generated / "fresh", 45, seed=99, res=32)
+    heldout = tmp_path / "heldout"
+    write_avatars(heldout, 60, seed=98, res=32)
+    out = tmp_path / "copycheck"
+    assert cli.main(["copycheck", str(generated), "--train", str(avatars32), "--heldout", str(heldout),
+                     "--out", str(out), "--device", "cpu", "--quiet", "--false-alarm", "0.05"]) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "copycheck.json").read_text())
+    assert summary["threshold_calibrated"] and summary["threshold_warning"] is None
+    assert summary["threshold_rule"].startswith("threshold calibrated on 60 held-out images for a 0.05 (5%) "
+                                                "false-alarm rate")
+    assert summary["false_alarm"] == pytest.approx(3 / 61) and summary["threshold_n"] == 60
+    assert "threshold calibrated on 60 held-out images" in printed
+    assert summary["n_flagged"] >= 5
+    ct = summary["c_t"]
+    assert ct["extractor"] == "inception" and ct["n_cells"] == 1  # 50 samples: one cell
+    assert ct["z"] == pytest.approx(ct["value"] / ct["null_sd"])
+    assert [c["z_u"] for c in ct["cells"]][0] == pytest.approx(ct["value"])
+    assert "per-cell Z_U" in printed and "C_T (inception features)" in printed
+    sees = summary["what_each_test_sees"]
+    assert "inception feature space" in sees["c_t"] and "pixel-level near copies" in sees["lpips_copy_check"]
+    assert "what each test can see:" in printed
+
+
+def test_copycheck_cli_refuses_an_unknown_ct_extractor(tmp_path, avatars32, capsys):
+    from evalkit import cli
+
+    code = cli.main(["copycheck", str(avatars32), "--train", str(avatars32), "--heldout", str(avatars32),
+                     "--out", str(tmp_path / "o"), "--device", "cpu", "--quiet", "--ct-extractor", "nosuch"])
+    assert code == 1
+    assert "unknown feature extractor 'nosuch'" in capsys.readouterr().err
+
+
+def test_copycheck_cli_without_heldout_warns_uncalibrated(tmp_path, avatars32, capsys):
+    from evalkit import cli
+
+    assert cli.main(["copycheck", str(avatars32), "--train", str(avatars32), "--out", str(tmp_path / "o"),
+                     "--device", "cpu", "--quiet", "--train-queries", "48", "--num-gen", "8"]) == 0
+    printed = capsys.readouterr()
+    assert "copy threshold is uncalibrated" in printed.out + printed.err
