@@ -83,7 +83,7 @@ def copy_report(generated, train, heldout=None, gen: GenerationOptions | None = 
     import torch
 
     from ..extract.lpips import pair_distance_fn
-    from ..extract.registry import get_extractor
+    from ..extract.registry import extractor_info, get_extractor
     from ..metrics.copying import authenticity, copy_check, data_copying_ct
 
     from .copycheck_grid import render_neighbour_grid
@@ -100,6 +100,8 @@ def copy_report(generated, train, heldout=None, gen: GenerationOptions | None = 
         raise EvalkitError(f"--false-alarm must be a rate between 0 and 1 (e.g. 0.01 for 1%), got {false_alarm}.")
     candidate_ex = get_extractor(extraction.get("extractor"))
     ct_ex = get_extractor(ct_extractor)
+    if heldout is not None and ct_ex.name != candidate_ex.name:
+        extractor_info(ct_ex)  # missing weights: say so (and how to install them) before the long passes
     g = feature_set(gen_source, "generated", device=device, progress=progress, **extraction)
     t = feature_set(train_source, "training", device=device, progress=progress, **extraction)
 

@@ -179,3 +179,15 @@ def test_copycheck_cli_without_heldout_warns_uncalibrated(tmp_path, avatars32, c
                      "--device", "cpu", "--quiet", "--train-queries", "48", "--num-gen", "8"]) == 0
     printed = capsys.readouterr()
     assert "copy threshold is uncalibrated" in printed.out + printed.err
+
+
+def test_copycheck_cli_ct_extractor_comes_from_the_registry(tmp_path, avatars32, capsys, env_without_weights):
+    """`--ct-extractor dinov2` asks the registry for DINOv2's weights before any feature pass; without
+    them the message names the extractor and the fix (exit 1, no traceback)."""
+    from evalkit import cli
+
+    code = cli.main(["copycheck", str(avatars32), "--train", str(avatars32), "--heldout", str(avatars32),
+                     "--out", str(tmp_path / "o"), "--device", "cpu", "--quiet", "--ct-extractor", "dinov2"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert "DINOv2" in err and "evalkit weights install" in err
