@@ -326,15 +326,22 @@ def calibrated_threshold(heldout_to_train_distances, false_alarm: float = FALSE_
     note = ""
     if j < 1:
         j = 1
-        note = (f" (a {false_alarm:.3g} rate needs at least {int(np.ceil(1 / false_alarm)) - 1} held-out images; "
+        note = (f" (a {100 * false_alarm:g}% rate needs at least {int(np.ceil(1 / false_alarm)) - 1} held-out images; "
                 f"with {n} the smallest achievable is 1/(n + 1))")
     rate = j / (n + 1)
     tau = float(d[j - 1])
-    rule = (f"threshold calibrated on {n} held-out images for a {false_alarm:.3g} ({100 * false_alarm:g}%) "
-            f"false-alarm rate: τ = the {j}. smallest held-out→train nearest-neighbour {metric} distance = {tau:.4g}, "
+    rule = (f"threshold calibrated on {n} held-out images for a {100 * false_alarm:g}% "
+            f"false-alarm rate: τ = the {_ordinal(j)} held-out→train nearest-neighbour {metric} distance = {tau:.4g}, "
             f"so a fresh real image is flagged with probability {rate:.3g}{note}; a sample is flagged as a copy "
             f"when its nearest training image is at {metric} distance ≤ τ")
     return Threshold(tau, rule, rate, n, True)
+
+
+def _ordinal(j: int) -> str:
+    if j == 1:
+        return "smallest"
+    suffix = "th" if 10 <= j % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(j % 10, "th")
+    return f"{j}{suffix} smallest"
 
 
 def train_rule_threshold(train_nn_distances, percentile: float = COPY_PERCENTILE, fraction: float = COPY_FRACTION,

@@ -90,7 +90,7 @@ def test_fresh_faces_are_flagged_at_about_the_nominal_rate(calibrated):
     # j = ⌊0.01 · 151⌋ = 1: τ is the smallest held-out distance, expected false alarm 1/151
     assert th.false_alarm == pytest.approx(1 / 151)
     assert res.tau == pytest.approx(res.heldout_nn_distances.min())
-    assert th.rule.startswith("threshold calibrated on 150 held-out images for a 0.01 (1%) false-alarm rate")
+    assert th.rule.startswith("threshold calibrated on 150 held-out images for a 1% false-alarm rate")
     flagged = int(res.flags[:N_FRESH].sum())
     # measured: 4 of 150 fresh faces (2.7%; nominal 0.66%). With τ the minimum of 150 calibration
     # distances the realised rate is itself random (Beta(1, 150) around 1/151) and the avatar
@@ -148,8 +148,7 @@ def test_copycheck_cli_with_heldout_calibrates_and_reports_ct(tmp_path, avatars3
     printed = capsys.readouterr().out
     summary = json.loads((out / "copycheck.json").read_text())
     assert summary["threshold_calibrated"] and summary["threshold_warning"] is None
-    assert summary["threshold_rule"].startswith("threshold calibrated on 60 held-out images for a 0.05 (5%) "
-                                                "false-alarm rate")
+    assert summary["threshold_rule"].startswith("threshold calibrated on 60 held-out images for a 5% false-alarm rate")
     assert summary["false_alarm"] == pytest.approx(3 / 61) and summary["threshold_n"] == 60
     assert "threshold calibrated on 60 held-out images" in printed
     assert summary["n_flagged"] >= 5
