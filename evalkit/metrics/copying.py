@@ -5,14 +5,16 @@ Three pieces:
 * `nearest_neighbours`: exact k nearest training rows for each query row, Euclidean, computed in
   (query chunk x reference chunk) blocks with a running top-k, so no N x M matrix is ever held.
 * `copy_check`: which generated samples look copied. Inception nearest neighbours give the top-K
-  candidates, a caller-supplied pair distance (LPIPS, see `evalkit.lpips.pair_distance_fn`)
-  re-ranks them, and a sample is flagged when its nearest training image is much closer than
-  training images are to each other (the threshold rule is `copy_threshold`).
+  candidates, a caller-supplied pair distance (LPIPS, see `evalkit.extract.lpips.pair_distance_fn`)
+  re-ranks them, and a sample is flagged when its nearest training image is closer than τ:
+  calibrated on held-out real images for a stated false-alarm rate (`calibrated_threshold`), or,
+  without them, the uncalibrated train→train rule (`copy_threshold`).
 * `authenticity`: AuthPct (Alaa et al., ICML 2022, in the per-sample form of Stein et al.'s
   dgm-eval): the share of generated samples farther from their nearest training sample than that
   training sample is from its own nearest other training sample.
 * `data_copying_ct`: the C_T test of Meehan, Chaudhuri & Dasgupta (AISTATS 2020), "A Non-Parametric
-  Test to Detect Data-Copying in Generative Models".
+  Test to Detect Data-Copying in Generative Models", with its verdict read from the standardised
+  z = C_T · Σw / √Σw² (`standardise_ct`).
 """
 from __future__ import annotations
 
@@ -523,8 +525,10 @@ def pca_fit(x, dims: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
     x = np.asarray(x, np.float64)
     dims = min(dims, x.shape[1], max(len(x) - 1, 1))
-    pca = PCA(n_components=dims, svd_solver="full" if min(x.shape) <= 4096 else "randomized",
-              random_state=seed).fit(x)
+    # many more samples than dimensions (50k x 2048 Inception features): the D x D covariance's
+    # eigendecomposition is exact and several times faster than an SVD of the data matrix
+    solver = "covariance_eigh" if len(x) > 2 * x.shape[1] else "full"
+    pca = PCA(n_components=dims, svd_solver=solver, random_state=seed).fit(x)
     comps = pca.components_.T
     signs = np.sign(comps[np.abs(comps).argmax(axis=0), np.arange(comps.shape[1])])
     return pca.mean_, comps * np.where(signs == 0, 1.0, signs)
