@@ -1,0 +1,147 @@
+"""Paired ΔFID bootstrap and FID∞/KID∞: exact against the direct computation on the same resamples and
+subsets, calibrated on Gaussians whose population FID is known in closed form, and honest verdicts."""
+import warnings
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from evalkit.errors import SampleSizeError
+from evalkit.metrics.bootstrap import basic_interval
+from evalkit.metrics.fid import SmallSampleWarning, feature_stats, fid_from_features, frechet_distance
+from evalkit.metrics.fid_inf import default_grid, fid_infinity, kid_infinity
+from evalkit.metrics.kid import kid
+from evalkit.metrics.paired import paired_fid_difference, paired_indices
+
+D = 8
+MU_A, SD_A = np.full(D, 0.15), np.full(D, 1.1)
+MU_B, SD_B = np.full(D, 0.10), np.linspace(0.8, 1.3, D)
+
+
+def population_fid(mu, sd):
+    """FID between N(0, I) and N(mu, diag(sd²)): |mu|² + Σ (1 + sd² − 2 sd)."""
+    return float(mu @ mu + np.sum(1 + sd ** 2 - 2 * sd))
+
+
+def gaussian_sets(seed, n_real=300, n_a=300, n_b=300):
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(n_real, D)), MU_A + SD_A * rng.normal(size=(n_a, D)),
+            MU_B + SD_B * rng.normal(size=(n_b, D)))
+
+
+def direct_deltas(real, a, b, num, seed):
+    out = []
+    for ir, ia, ib in paired_indices(len(real), len(a), len(b), num, seed):
+        ref = feature_stats(real[ir])
+        out.append(frechet_distance(*ref, *feature_stats(a[ia])) - frechet_distance(*ref, *feature_stats(b[ib])))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("n_real,n_a,n_b,d", [(400, 300, 350, 16), (60, 300, 40, 64)])
+def test_paired_difference_equals_the_direct_computation(n_real, n_a, n_b, d):
+    # second case: fewer distinct rows than dimensions, the exact low-rank routes
+    rng = np.random.default_rng(d)
+    real, a, b = rng.normal(size=(n_real, d)), rng.normal(size=(n_a, d)) * 1.1, rng.normal(size=(n_b, d)) + 0.1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SmallSampleWarning)
+        res = paired_fid_difference(real, a, b, num_bootstrap=20, seed=5, confidence=0.9, a="ckpt1", b="ckpt2")
+        draws = direct_deltas(real, a, b, 20, seed=5)
+    assert res.delta_fid == pytest.approx(fid_from_features(real, a) - fid_from_features(real, b), rel=1e-9)
+    low, high = basic_interval(res.delta_fid, draws, 0.9)
+    assert (res.ci_low, res.ci_high) == pytest.approx((low, high), rel=1e-8)
+    assert low == pytest.approx(2 * res.delta_fid - np.quantile(draws, 0.95), rel=1e-12)
+    assert res.p_a_better == np.mean(draws < 0)
+    assert (res.n_real, res.n_a, res.n_b, res.num_bootstrap) == (n_real, n_a, n_b, 20)
+    d_ = res.to_dict()
+    assert {"a", "b", "delta_fid", "ci_low", "ci_high", "p_a_better", "covers"} <= set(d_)
+    assert d_["a"] == "ckpt1" and "90% basic bootstrap interval for the expected FID(A) − FID(B)" in d_["covers"]
+    assert f"against this reference set of {n_real}" in d_["covers"]
+
+
+def test_paired_interval_covers_the_population_difference():
+    """Nominal 95%: covers the known population ΔFID in >= 90% of 50 independent repetitions."""
+    true = population_fid(MU_A, SD_A) - population_fid(MU_B, SD_B)
+    hits = 0
+    for rep in range(50):
+        res = paired_fid_difference(*gaussian_sets(rep), num_bootstrap=200, seed=rep)
+        hits += res.ci_low <= true <= res.ci_high
+    assert hits >= 45, f"covered the population ΔFID in {hits} of 50 repetitions"
+
+
+def test_verdict_names_a_winner_only_when_the_interval_excludes_zero():
+    real, a, b = gaussian_sets(1, 2000, 2000, 2000)
+    far = 0.8 + 1.0 * b  # a clearly worse model B
+    res = paired_fid_difference(real, a, far, num_bootstrap=100, seed=0)
+    assert res.ci_high < 0 and res.p_a_better == 1.0
+    assert res.verdict("run-1", "run-2").startswith("run-1 is better than run-2 (ΔFID = ")
+    flipped = paired_fid_difference(real, far, a, num_bootstrap=100, seed=0, a="x", b="y")
+    assert flipped.verdict().startswith("y is better than x")
+    # two samples of one distribution: no ranking can be claimed
+    same = paired_fid_difference(real, a[:1000], a[1000:], num_bootstrap=100, seed=0)
+    assert same.ci_low < 0 < same.ci_high
+    text = same.verdict("A", "B")
+    assert text.startswith("no difference detectable at N = 1000 generated and 2000 reference images")
+    assert "better than" not in text
+
+
+def test_paired_bad_input():
+    real, a, b = gaussian_sets(2, 50, 40, 40)
+    with pytest.raises(ValueError, match="8, 8 and 5 dimensions"):
+        paired_fid_difference(real, a, b[:, :5])
+    with pytest.raises(ValueError, match="num_bootstrap"):
+        paired_fid_difference(real, a, b, num_bootstrap=1)
+    with pytest.raises(SampleSizeError, match="at least 2"):
+        paired_fid_difference(real, a[:1], b)
+
+
+def test_fid_infinity_fixed_reference_points_are_exact_and_the_fit_is_least_squares():
+    real, a, _ = gaussian_sets(3, 500, 600)
+    ns = [200, 300, 400, 600]
+    res = fid_infinity(real, a, ns=ns, seed=7, reference="fixed")
+    rng = np.random.default_rng(7)  # documented draw order: one subset of the generated set per N
+    direct = [fid_from_features(real, a[rng.choice(600, n, replace=False)]) for n in ns]
+    np.testing.assert_allclose(res.values, direct, rtol=1e-9)
+    fit = stats.linregress(1 / np.array(ns), direct)
+    assert res.value == pytest.approx(fit.intercept, rel=1e-9)
+    assert res.slope == pytest.approx(fit.slope, rel=1e-9)
+    assert res.stderr == pytest.approx(fit.intercept_stderr, rel=1e-6)
+    resid = np.array(direct) - (fit.intercept + fit.slope / np.array(ns))
+    assert res.residual == pytest.approx(np.sqrt(np.mean(resid ** 2)), rel=1e-6)
+    assert res.n_reference == [500] * 4 and "this reference set's statistics (500 images" in res.covers
+    assert set(res.to_dict()) >= {"value", "slope", "residual", "ns", "values", "covers"}
+
+
+def test_fid_infinity_removes_the_small_sample_bias():
+    """On Gaussians with a known population FID, FID∞'s mean over repetitions is within its standard
+    error of the truth, while plain FID at the same N is biased upward by many standard errors."""
+    true = population_fid(MU_A, SD_A)
+    inf, plain = [], []
+    for rep in range(40):
+        real, a, _ = gaussian_sets(100 + rep)
+        res = fid_infinity(real, a, seed=rep)
+        inf.append(res.value)
+        plain.append(fid_from_features(real, a))
+    assert res.ns == default_grid(300) and res.ns[0] == 150 and res.ns[-1] == 300 and len(res.ns) == 15
+    se_inf = np.std(inf, ddof=1) / np.sqrt(len(inf))
+    se_plain = np.std(plain, ddof=1) / np.sqrt(len(plain))
+    assert abs(np.mean(inf) - true) < 3 * se_inf
+    assert np.mean(plain) - true > 6 * se_plain
+    assert res.slope > 0  # FID_N falls towards FID∞ as N grows
+
+
+def test_kid_infinity_agrees_with_unbiased_kid():
+    real, a, _ = gaussian_sets(4, 1500, 1500)
+    res = kid_infinity(real, a, seed=0, num_subsets=60, max_subset_size=500)
+    ref = kid(real, a, num_subsets=200, max_subset_size=500, seed=1)
+    assert res.value == pytest.approx(ref.mean, abs=4 * ref.std)
+    assert "KID∞" in res.covers and len(res.values) == len(res.ns)
+
+
+def test_fid_infinity_bad_input():
+    real, a, _ = gaussian_sets(5, 50, 40)
+    with pytest.raises(ValueError, match="at least 3 distinct sizes"):
+        fid_infinity(real, a, ns=[20, 40])
+    with pytest.raises(ValueError, match="between 2 and the 40 generated"):
+        fid_infinity(real, a, ns=[10, 20, 50])
+    with pytest.raises(ValueError, match="reference must be"):
+        fid_infinity(real, a, reference="both")
