@@ -2,10 +2,24 @@
 
 Each draw resamples the real and the fake features independently, with replacement, at their own
 sizes, and recomputes FID exactly as `fid.frechet_distance(*feature_stats(real[i1]), *feature_stats(fake[i2]))`
-would (N−1-normalised covariances, float64). The interval is the percentile interval of the draws:
-[q((1−confidence)/2), q((1+confidence)/2)] with numpy's default (linear) quantiles. Draw b uses the index
-vectors from `bootstrap_indices(n_real, n_fake, num_bootstrap, seed)`: one `np.random.default_rng(seed)`,
-per draw first `integers(0, n_real, n_real)` then `integers(0, n_fake, n_fake)`.
+would (N−1-normalised covariances, float64). Draw b uses the index vectors from
+`bootstrap_indices(n_real, n_fake, num_bootstrap, seed)`: one `np.random.default_rng(seed)`, per draw first
+`integers(0, n_real, n_real)` then `integers(0, n_fake, n_fake)`.
+
+What the interval covers
+------------------------
+`low, high` is the basic (pivotal) interval (2·FID − q_hi, 2·FID − q_lo), q the draws' quantiles at
+(1 ∓ confidence)/2 (numpy's linear quantiles), see `basic_interval`. Because it reflects the draws
+across the estimate, it also removes the bootstrap's estimate of FID's small-sample bias, so it is an
+interval for the population FID: the FID between the generator's distribution and the distribution
+the reference set was drawn from (the N → ∞ limit that FID∞ estimates), not for the expected FID at
+this N. Measured on Gaussians with a known population FID (200 repetitions, 200 draws, nominal 95%):
+8-d with 300 + 300 samples, it covered the population FID in 97% of repetitions and the expected
+FID at N = 300 in 50%; 32-d with 80 + 80, 94% and 0% (there E[FID_80] is 9.3 against a population
+FID of 1.04). The raw percentile interval [q_lo, q_hi] covered the population FID in 0% of both
+(and the expected FID in 56% and 0%): the draws sit above the estimate by about as much as the
+estimate sits above the population value. `covers` says
+this in words, with the set sizes; the same sentence is used by `evalkit metrics` and the README.
 
 Why it is fast, and still exact
 -------------------------------
@@ -45,7 +59,8 @@ from .arrays import feature_matrix, tensor_device
 from .backend import NumpyOps, TorchOps
 from .fid import check_sample_size, trace_sqrt_product
 
-__all__ = ["BootstrapResult", "fid_bootstrap", "bootstrap_indices", "EIG_RATIO_MIN"]
+__all__ = ["BootstrapResult", "fid_bootstrap", "bootstrap_indices", "basic_interval", "covers_text",
+           "EIG_RATIO_MIN"]
 
 EIG_RATIO_MIN = 1e-8  # below this λ_min/λ_max the eigenvalue route hands over to the exact factor routes
 
@@ -53,22 +68,29 @@ EIG_RATIO_MIN = 1e-8  # below this λ_min/λ_max the eigenvalue route hands over
 @dataclass(frozen=True)
 class BootstrapResult:
     fid: float            # FID of the full sets (same computation, all weights 1)
-    low: float            # percentile interval bounds
+    low: float            # basic bootstrap interval for the population FID (see `covers`)
     high: float
     std: float            # standard deviation of the bootstrap FIDs (ddof=1)
     samples: np.ndarray   # the num_bootstrap FIDs, in draw order
     confidence: float = 0.95
+    covers: str = ""      # what [low, high] is an interval for, in words
+
+
+def covers_text(confidence: float, num_bootstrap: int, n_real: int, n_fake: int, what: str = "FID") -> str:
+    """The label of a basic FID interval: what it covers and what it resamples."""
+    return (f"{confidence:.0%} basic bootstrap interval for the population {what} (the generator against the "
+            "distribution the reference set was drawn from: the N → ∞ value, small-sample bias removed), "
+            f"from {num_bootstrap} resamples of the N = {n_fake} generated and {n_real} reference images "
+            "(resamples the generated and reference sets)")
 
 
 def basic_interval(estimate: float, samples, confidence: float) -> tuple[float, float]:
     """Basic (pivotal) bootstrap interval: (2·est − q_hi, 2·est − q_lo), q the draws' quantiles.
 
     It treats draw − estimate as a stand-in for estimate − truth (Davison & Hinkley 1997, §5.2), so it
-    also subtracts the bootstrap's estimate of the bias. FID's upward small-sample bias is the same
-    mechanism in a resample (fewer distinct images) as in the sample itself, so the draws sit above
-    the estimate by about as much as the estimate sits above its expectation: the percentile interval
-    [q_lo, q_hi] misses that expectation (0% coverage in Gaussian simulations), the basic interval
-    reflects the draws back across the estimate.
+    also subtracts the bootstrap's estimate of the bias: for FID, whose upward small-sample bias acts
+    the same way on a resample as on the sample, the interval is one for the population value (see
+    the module doc for its measured coverage).
     """
     samples = np.asarray(samples, np.float64)
     q_lo, q_hi = np.quantile(samples, [(1 - confidence) / 2, (1 + confidence) / 2])
@@ -154,7 +176,7 @@ def _fid(la, s1, s2, low1=None) -> float:
 
 def fid_bootstrap(real_features, fake_features, num_bootstrap: int = 100, seed: int = 0,
                   confidence: float = 0.95, device=None) -> BootstrapResult:
-    """FID of the full sets with a bootstrap percentile interval (see the module doc)."""
+    """FID of the full sets with a basic bootstrap interval for the population FID (see the module doc)."""
     real = feature_matrix(real_features, "real_features", "FID")
     fake = feature_matrix(fake_features, "fake_features", "FID")
     if real.shape[1] != fake.shape[1]:
@@ -173,6 +195,7 @@ def fid_bootstrap(real_features, fake_features, num_bootstrap: int = 100, seed: 
     full = _fid(la, r.draw(np.arange(r.n)), f.draw(np.arange(f.n)))
     samples = np.array([_fid(la, r.draw(i1), f.draw(i2))
                         for i1, i2 in bootstrap_indices(r.n, f.n, int(num_bootstrap), seed)])
-    low, high = np.percentile(samples, [50 * (1 - confidence), 50 * (1 + confidence)])
-    return BootstrapResult(fid=full, low=float(low), high=float(high), std=float(samples.std(ddof=1)),
-                           samples=samples, confidence=float(confidence))
+    low, high = basic_interval(full, samples, confidence)
+    return BootstrapResult(fid=full, low=low, high=high, std=float(samples.std(ddof=1)), samples=samples,
+                           confidence=float(confidence),
+                           covers=covers_text(confidence, int(num_bootstrap), r.n, f.n))

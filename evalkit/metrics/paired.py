@@ -10,9 +10,14 @@ A, then B), and records
     Δ*_b = FID(R*, A*) − FID(R*, B*).
 
 The interval is the basic (pivotal) bootstrap interval (2Δ − q_hi, 2Δ − q_lo) around the full-sample
-Δ = FID(R, A) − FID(R, B), for the expected ΔFID at these set sizes against this reference set;
-`p_a_better` is the share of replicates with Δ* < 0 (A closer to the reference). Negative Δ means A
-is better (lower FID).
+Δ = FID(R, A) − FID(R, B) (`bootstrap.basic_interval`). Like the single-model interval it removes the
+bootstrap's estimate of the small-sample bias, which differs between generators, so it is an interval
+for the population ΔFID (both generators against the distribution the reference set was drawn from).
+Measured on 8-d Gaussians with known population FIDs (300 reference and 300 + 300 generated samples,
+200 resamples, 200 repetitions): it covered the population ΔFID in 98% of repetitions at nominal 95%
+(and in 100% of 100 at 32-d with 80 samples per set, where FID's bias is 8× the population FID).
+`p_a_better` is the share of replicates with Δ* < 0 (A closer to the reference). Negative Δ means
+A is better (lower FID).
 
 Each replicate's FIDs use the exact resampled statistics of `bootstrap.py` (multiplicity-weighted
 Grams on data centred once, Tr √ from one symmetric eigenvalue solve), and the reference resample's
@@ -79,9 +84,10 @@ def paired_indices(n_real: int, n_a: int, n_b: int, num_bootstrap: int, seed: in
 
 def covers_text(confidence: float, n_real: int, n_a: int, n_b: int) -> str:
     gen = f"N = {n_a}" if n_a == n_b else f"N = {n_a} (A) and {n_b} (B)"
-    return (f"{confidence:.0%} basic bootstrap interval for the expected FID(A) − FID(B) at {gen} generated "
-            f"images against this reference set of {n_real} (paired: each resample draws the shared "
-            "reference set once and both generated sets)")
+    return (f"{confidence:.0%} paired basic bootstrap interval for the population FID(A) − FID(B) (both "
+            "generators against the distribution the reference set was drawn from: the N → ∞ difference, "
+            f"small-sample biases removed), from resamples of the {gen} generated images and of this reference "
+            f"set of {n_real} (each resample draws the shared reference set once and both generated sets)")
 
 
 def paired_fid_difference(real, fake_a, fake_b, num_bootstrap: int = 200, seed: int = 0,

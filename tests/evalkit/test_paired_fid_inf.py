@@ -54,8 +54,8 @@ def test_paired_difference_equals_the_direct_computation(n_real, n_a, n_b, d):
     assert (res.n_real, res.n_a, res.n_b, res.num_bootstrap) == (n_real, n_a, n_b, 20)
     d_ = res.to_dict()
     assert {"a", "b", "delta_fid", "ci_low", "ci_high", "p_a_better", "covers"} <= set(d_)
-    assert d_["a"] == "ckpt1" and "90% basic bootstrap interval for the expected FID(A) − FID(B)" in d_["covers"]
-    assert f"against this reference set of {n_real}" in d_["covers"]
+    assert d_["a"] == "ckpt1" and "90% paired basic bootstrap interval for the population FID(A) − FID(B)" in d_["covers"]
+    assert f"of this reference set of {n_real}" in d_["covers"]
 
 
 def test_paired_interval_covers_the_population_difference():
