@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .arrays import feature_pair
-from .backend import NumpyOps
+from .backend import NumpyOps, TorchOps
 from .bootstrap import _Centred, _fid
 
 __all__ = ["Extrapolated", "fid_infinity", "kid_infinity", "default_grid"]
@@ -115,11 +115,12 @@ def _covers(metric, reference, ns, n_real, n_fake):
 
 
 def fid_infinity(real, fake, ns=None, num_points: int = 15, seed: int = 0, *,
-                 reference: str = "subsample") -> Extrapolated:
-    """FID∞ (module doc). `ns`: generated-set sizes (default `default_grid(len(fake), num_points)`)."""
+                 reference: str = "subsample", device=None) -> Extrapolated:
+    """FID∞ (module doc). `ns`: generated-set sizes (default `default_grid(len(fake), num_points)`);
+    `device`: run the algebra with torch in float64 there (numpy on the CPU when None)."""
     r, f = feature_pair(real, fake, "FID∞")
     ns = _check(ns, len(f), num_points)
-    la = NumpyOps()
+    la = NumpyOps() if device is None else TorchOps(device)
     full_real = None
     values, n_ref = [], []
     for i_fake, i_real in _subsets(len(r), len(f), ns, reference, seed):
@@ -142,7 +143,7 @@ def fid_infinity(real, fake, ns=None, num_points: int = 15, seed: int = 0, *,
 
 
 def kid_infinity(real, fake, ns=None, num_points: int = 15, seed: int = 0, *, num_subsets: int = 100,
-                 max_subset_size: int = 1000, reference: str = "subsample") -> Extrapolated:
+                 max_subset_size: int = 1000, reference: str = "subsample", device=None) -> Extrapolated:
     """KID∞ (module doc): KID on the same kind of subsets, `num_subsets` divided over the grid."""
     from .kid import kid
 
@@ -153,7 +154,7 @@ def kid_infinity(real, fake, ns=None, num_points: int = 15, seed: int = 0, *, nu
     for j, (i_fake, i_real) in enumerate(_subsets(len(r), len(f), ns, reference, seed)):
         rr = r if i_real is None else r[i_real]
         values.append(kid(rr, f[i_fake], num_subsets=per_point, max_subset_size=max_subset_size,
-                          seed=seed + j).mean)
+                          seed=seed + j, device=device).mean)
         n_ref.append(len(rr))
     value, slope, residual, se = _fit(ns, values)
     return Extrapolated(value=value, slope=slope, residual=residual, ns=ns, values=[float(v) for v in values],

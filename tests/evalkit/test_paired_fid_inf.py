@@ -145,3 +145,52 @@ def test_fid_infinity_bad_input():
         fid_infinity(real, a, ns=[10, 20, 50])
     with pytest.raises(ValueError, match="reference must be"):
         fid_infinity(real, a, reference="both")
+
+
+def _feature_set(x, label, **meta):
+    from evalkit.extract.featureset import FeatureSet
+
+    return FeatureSet(label=label, kind="folder", path=f"/{label}", features=x, mu=x.mean(0),
+                      sigma=np.cov(x, rowvar=False), num=len(x), meta=meta)
+
+
+def test_metrics_carry_fid_inf_equal_count_prdc_and_their_conventions():
+    from evalkit.metrics.prdc import perfect_model_baseline, prdc
+    from evalkit.reports.evaluate import compute_metrics, format_metrics
+
+    rng = np.random.default_rng(0)
+    d = 2048  # the default (Inception) feature space's width, as compute_metrics checks
+    real = rng.normal(size=(1000, d)).astype(np.float32)
+    fake = (rng.normal(size=(300, d)) * 1.05).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SmallSampleWarning)
+        out = compute_metrics(_feature_set(real, "real"), _feature_set(fake, "generated", num_gen=300, seed=7,
+                                                                        noise_mode="random", psi=1.0),
+                              ("fid", "pr", "dc"), seed=3, bootstrap=5)
+    conv = out["conventions"]
+    assert conv["extractor"].startswith("inception") and conv["seed"] == 3
+    assert conv["fid"]["num_real"] == 1000 and conv["fid"]["num_fake"] == 300
+    assert conv["fid_inf"]["ns"][0] == 150 and conv["fid_inf"]["ns"][-1] == 300
+    assert conv["prdc"]["subsampled"] == {"set": "real", "from": 1000, "to": 300}
+    assert conv["generation"] == {"num_gen": 300, "seed": 7, "noise_mode": "random", "psi": 1.0}
+    assert "fid_inf" in out and np.isfinite(out["fid_inf"]) and "FID∞" in out["fid_inf_covers"]
+    # P/R/D/C at equal counts: the seeded subset of the real set, exactly as documented
+    ir = np.sort(np.random.default_rng(3).choice(1000, 300, replace=False))
+    ref = prdc(real[ir], fake)
+    assert (out["precision"], out["recall"], out["coverage"]) == (ref.precision, ref.recall, ref.coverage)
+    assert out["prdc_num_real"] == out["prdc_num_fake"] == 300
+    base = perfect_model_baseline(real, 300, seed=3)
+    assert out["prdc_perfect_model"]["coverage"] == base.coverage and base.num_real == 300
+    warn = next(w for w in out["warnings"] if w.startswith("precision/recall/density/coverage"))
+    assert ("come from 300 real and 300 generated samples (the real set subsampled from 1000 to equal counts, "
+            "seed 3), fewer than 5000 per set") in warn
+    assert f"A perfect model (two disjoint samples of the real set, 300 each, k = 3/5) scores precision " \
+           f"{base.precision:.3f}, recall {base.recall:.3f}, density {base.density:.3f}, coverage " \
+           f"{base.coverage:.3f}" in warn
+    assert any("FID∞ was fitted on subsets down to 150 images, fewer than the 2048" in w for w in out["warnings"])
+    assert sum("bias is O(1/N) at every N and depends on the generator" in w for w in out["warnings"]) == 2
+    assert "the bias is only partly removed" in out["fid_ci_covers"]
+    assert not any("equal sample counts" in w for w in out["warnings"])
+    text = format_metrics(out)
+    assert "(k=3, N = 300 real / 300 generated)" in text and "a perfect model at 300 per set" in text
+    assert "metric seed 3; generated with seeds 7…306, num gen 300, psi 1.0, noise mode random" in text
