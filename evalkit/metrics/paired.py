@@ -22,7 +22,12 @@ A is better (lower FID).
 Each replicate's FIDs use the exact resampled statistics of `bootstrap.py` (multiplicity-weighted
 Grams on data centred once, Tr √ from one symmetric eigenvalue solve), and the reference resample's
 Gram and Cholesky factor are computed once and used for both models: a replicate costs three
-weighted Grams and two eigenvalue solves, about 1.5 FID-bootstrap draws.
+weighted Grams and two eigenvalue solves, about 1.5 FID-bootstrap draws. Measured with
+`python -m bench.intervals` on the shared 2-core development CPU, one BLAS thread, 2048-d float32
+features, reference, A and B of N images each: N = 1000, 0.57 s per replicate (the exact low-rank
+route; 114 s for 200) against 4.2 s for one FID from features; N = 5000, 6.2 s per replicate (1240 s
+for 200) against 9.3 s. The two d x d eigenvalue solves and congruences dominate at N > d; on a GPU
+(`device`) the same algebra runs in float64 with torch.
 """
 from __future__ import annotations
 
