@@ -73,7 +73,6 @@ def compute_metrics(real: FeatureSet, fake: FeatureSet, metrics=ALL_METRICS, *, 
     out: dict = {}
     conv: dict = {"extractor": info["id"], "seed": seed, "num_real": real.num, "num_fake": fake.num}
     notes: list[str] = []
-    both_features = real.features is not None and fake.features is not None
     # The k-NN and bootstrap code runs on numpy unless given a GPU: torch on a CPU would only add memory.
     metric_device = device if device is not None and torch.device(device).type == "cuda" else None
     with warnings.catch_warnings(record=True) as caught:

@@ -88,6 +88,9 @@ def test_result_fields():
     assert result.low < result.high
     assert result.covers.startswith("90% basic bootstrap interval for the population FID")
     assert "50 resamples of the N = 250 generated and 300 reference images" in result.covers
+    assert "only partly removed" not in result.covers  # 250 images for 16 dimensions
+    few = fid_bootstrap(*correlated_sets(6, 40, 30, 16), num_bootstrap=5)
+    assert "fewer than 2.5 images per feature dimension (16) the bias is only partly removed" in few.covers
     assert result.std == pytest.approx(result.samples.std(ddof=1), rel=1e-12)
     assert result.confidence == 0.9
     again = fid_bootstrap(real, fake, num_bootstrap=50, seed=3, confidence=0.9)

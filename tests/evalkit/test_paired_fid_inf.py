@@ -54,7 +54,8 @@ def test_paired_difference_equals_the_direct_computation(n_real, n_a, n_b, d):
     assert (res.n_real, res.n_a, res.n_b, res.num_bootstrap) == (n_real, n_a, n_b, 20)
     d_ = res.to_dict()
     assert {"a", "b", "delta_fid", "ci_low", "ci_high", "p_a_better", "covers"} <= set(d_)
-    assert d_["a"] == "ckpt1" and "90% paired basic bootstrap interval for the population FID(A) − FID(B)" in d_["covers"]
+    assert d_["a"] == "ckpt1"
+    assert "90% paired basic bootstrap interval for the population FID(A) − FID(B)" in d_["covers"]
     assert f"of this reference set of {n_real}" in d_["covers"]
 
 
@@ -194,3 +195,24 @@ def test_metrics_carry_fid_inf_equal_count_prdc_and_their_conventions():
     text = format_metrics(out)
     assert "(k=3, N = 300 real / 300 generated)" in text and "a perfect model at 300 per set" in text
     assert "metric seed 3; generated with seeds 7…306, num gen 300, psi 1.0, noise mode random" in text
+
+
+def test_perfect_model_baseline_is_what_a_perfect_model_scores():
+    """The quoted baseline is P/R/D/C between two documented disjoint subsets of the real set, and a
+    generator that samples the real distribution exactly scores about that, far from 1 at small N."""
+    from evalkit.metrics.prdc import equal_count_indices, perfect_model_baseline, prdc
+
+    rng = np.random.default_rng(11)
+    real, perfect = rng.normal(size=(2000, 32)), rng.normal(size=(1000, 32))
+    base = perfect_model_baseline(real, 300, seed=2)
+    perm = np.random.default_rng(2).permutation(2000)
+    ref = prdc(real[np.sort(perm[:300])], real[np.sort(perm[300:600])])
+    assert (base.precision, base.recall, base.density, base.coverage) == \
+        (ref.precision, ref.recall, ref.density, ref.coverage)
+    ir, jf = equal_count_indices(2000, 300, seed=5)
+    assert jf is None and len(ir) == 300 == len(np.unique(ir))
+    got = prdc(real[ir], perfect[:300])
+    for name in ("precision", "recall", "coverage"):
+        assert abs(getattr(got, name) - getattr(base, name)) < 0.1, name
+    assert base.precision < 0.9 and base.recall < 0.9  # why comparing with 1 misleads at this size
+    assert perfect_model_baseline(real[:500], 300).num_real == 250  # half the real set when it is short
