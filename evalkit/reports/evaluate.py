@@ -40,6 +40,10 @@ def check_metric_space(metrics, extractor) -> None:
 def centred_interval(estimate: float, samples: np.ndarray, confidence: float) -> tuple[float, float]:
     """Percentile interval of bootstrap FIDs, re-centred on the full-sample FID.
 
+    Not what `compute_metrics` reports: that is the basic interval (`metrics.bootstrap.basic_interval`),
+    an interval for the population FID. This one keeps the draws' spread around the estimate, so it is
+    at best an interval for the expected FID at this N, and it is labelled as neither.
+
     A resample drawn with replacement holds only ~63% distinct images, and FID is biased upward as
     the number of distinct images falls, so raw bootstrap FIDs sit above the estimate (often the
     whole percentile interval does, at small N). Their spread measures the sampling variability;
