@@ -102,6 +102,10 @@ def compute_metrics(real: FeatureSet, fake: FeatureSet, metrics=ALL_METRICS, *, 
                 if inf is not None:
                     out.update({"fid_inf": inf.value, "fid_inf_slope": inf.slope, "fid_inf_residual": inf.residual,
                                 "fid_inf_stderr": inf.stderr, "fid_inf_covers": inf.covers})
+                    if "fid_boot_std" in out:
+                        from ..metrics.fid_inf import total_error
+
+                        out["fid_inf_error"] = total_error(inf.stderr, out["fid_boot_std"])
                     conv["fid_inf"] = {"ns": inf.ns, "n_reference": inf.n_reference, "values": inf.values,
                                        "reference": "subsample", "seed": seed}
         if "kid" in metrics:
@@ -237,7 +241,8 @@ def format_metrics(result: dict) -> str:
         lines.append(f"{name:<10} {result['fid']:.4f}{ci}  (N = {result['num_fake']} generated, "
                      f"{result['num_real']} reference)")
     if "fid_inf" in result:
-        lines.append(f"{name + '∞':<10} {result['fid_inf']:.4f}  (fit residual {result['fid_inf_residual']:.3g}, "
+        err = f" ± {result['fid_inf_error']:.3f} (standard error)" if "fid_inf_error" in result else ""
+        lines.append(f"{name + '∞':<10} {result['fid_inf']:.4f}{err}  (fit residual {result['fid_inf_residual']:.3g}, "
                      f"slope {result['fid_inf_slope']:.4g}/N)²")
         notes.append(f"² {result['fid_inf_covers']}")
     if "kid" in result:

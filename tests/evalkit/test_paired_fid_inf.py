@@ -130,6 +130,23 @@ def test_fid_infinity_removes_the_small_sample_bias():
     assert res.slope > 0  # FID_N falls towards FID∞ as N grows
 
 
+def test_fid_infinity_is_within_its_stated_error():
+    """FID∞ ± 1.96 × total_error (fit error and the FID bootstrap's spread) covers the population FID
+    in most repetitions; the fit's own standard error alone is documented as too small."""
+    from evalkit.metrics.bootstrap import fid_bootstrap
+    from evalkit.metrics.fid_inf import total_error
+
+    true = population_fid(MU_A, SD_A)
+    hits = 0
+    for rep in range(40):
+        real, a, _ = gaussian_sets(200 + rep)
+        res = fid_infinity(real, a, seed=rep)
+        err = total_error(res.stderr, fid_bootstrap(real, a, num_bootstrap=100, seed=rep).std)
+        assert err > res.stderr
+        hits += abs(res.value - true) <= 1.96 * err
+    assert hits >= 34, f"within 1.96 standard errors in {hits} of 40 repetitions"
+
+
 def test_kid_infinity_agrees_with_unbiased_kid():
     real, a, _ = gaussian_sets(4, 1500, 1500)
     res = kid_infinity(real, a, seed=0, num_subsets=60, max_subset_size=500)
@@ -168,6 +185,7 @@ def test_metrics_carry_fid_inf_equal_count_prdc_and_their_conventions():
         out = compute_metrics(_feature_set(real, "real"), _feature_set(fake, "generated", num_gen=300, seed=7,
                                                                         noise_mode="random", psi=1.0),
                               ("fid", "pr", "dc"), seed=3, bootstrap=5)
+    assert out["fid_inf_error"] == pytest.approx(np.hypot(out["fid_inf_stderr"], out["fid_boot_std"]))
     conv = out["conventions"]
     assert conv["extractor"].startswith("inception") and conv["seed"] == 3
     assert conv["fid"]["num_real"] == 1000 and conv["fid"]["num_fake"] == 300
