@@ -17,6 +17,8 @@ from .extract import distributed
 from .extract.featureset import FeatureSet, feature_set
 from .extract.registry import extractor_info
 from .metrics.fid import check_sample_size, frechet_distance
+from .metrics.fid_inf import Extrapolated, fid_infinity, kid_infinity  # noqa: F401 (API)
+from .metrics.paired import PairedDifference, paired_fid_difference  # noqa: F401 (API)
 from .reports.evaluate import ALL_METRICS, evaluate
 from .sources import GenerationOptions
 

@@ -180,7 +180,8 @@ def cmd_metrics(args) -> int:
         _writable(Path(args.out).parent or Path("."))
     result = evaluate(args.real, args.fake, _generation(args), args.metrics, bootstrap=args.bootstrap,
                       kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size, k_pr=args.k_pr,
-                      k_dc=args.k_dc, **_extraction_kwargs(args))
+                      k_dc=args.k_dc, infinity=not args.no_inf, prdc_equal_counts=not args.unequal_prdc,
+                      **_extraction_kwargs(args))
     if args.out:
         write_text_atomic(args.out, json.dumps(result, indent=2))
     if args.json:
@@ -408,7 +409,11 @@ def build_parser(extend=None) -> argparse.ArgumentParser:
     p.add_argument("--metrics", type=_metric_list, default=ALL_METRICS,
                    help="which metrics (cmmd needs --extractor clip)")
     p.add_argument("--bootstrap", type=_bootstrap_count, default=0, metavar="N",
-                   help="FID interval from N bootstrap resamples of both sets")
+                   help="basic bootstrap interval for the population FID from N resamples of both sets")
+    p.add_argument("--no-inf", action="store_true",
+                   help="skip FID∞/KID∞ (15 FIDs on subsets, extrapolated in 1/N; Chong & Forsyth 2020)")
+    p.add_argument("--unequal-prdc", action="store_true",
+                   help="P/R/D/C on all images of both sets instead of equal counts (the larger set subsampled)")
     p.add_argument("--kid-subsets", type=positive_int, default=100)
     p.add_argument("--kid-subset-size", type=int_at_least(2), default=1000)
     p.add_argument("--k-pr", type=positive_int, default=3, help="k for precision/recall (Kynkäänniemi et al. 2019)")

@@ -2,10 +2,27 @@
 
 Each draw resamples the real and the fake features independently, with replacement, at their own
 sizes, and recomputes FID exactly as `fid.frechet_distance(*feature_stats(real[i1]), *feature_stats(fake[i2]))`
-would (N−1-normalised covariances, float64). The interval is the percentile interval of the draws:
-[q((1−confidence)/2), q((1+confidence)/2)] with numpy's default (linear) quantiles. Draw b uses the index
-vectors from `bootstrap_indices(n_real, n_fake, num_bootstrap, seed)`: one `np.random.default_rng(seed)`,
-per draw first `integers(0, n_real, n_real)` then `integers(0, n_fake, n_fake)`.
+would (N−1-normalised covariances, float64). Draw b uses the index vectors from
+`bootstrap_indices(n_real, n_fake, num_bootstrap, seed)`: one `np.random.default_rng(seed)`, per draw first
+`integers(0, n_real, n_real)` then `integers(0, n_fake, n_fake)`.
+
+What the interval covers
+------------------------
+`low, high` is the basic (pivotal) interval (2·FID − q_hi, 2·FID − q_lo), q the draws' quantiles at
+(1 ∓ confidence)/2 (numpy's linear quantiles), see `basic_interval`. Because it reflects the draws
+across the estimate, it also removes the bootstrap's estimate of FID's small-sample bias, so it is an
+interval for the population FID: the FID between the generator's distribution and the distribution
+the reference set was drawn from (the N → ∞ limit that FID∞ estimates), not for the expected FID at
+this N. Measured on Gaussians with a known population FID (200 repetitions, 200 draws, nominal 95%):
+8-d with 300 + 300 samples, it covered the population FID in 97% of repetitions and the expected
+FID at N = 300 in 50%; 32-d with 80 + 80, 94% and 0% (there E[FID_80] is 9.3 against a population
+FID of 1.04). With fewer images per dimension the bootstrap underestimates the bias (a resample's
+~63% distinct rows are then far from the linear regime): at 32-d the basic interval covered the
+population FID in 62% of 50 repetitions with 64 + 64 samples and in 16% with 40 + 40, and `covers`
+then says so. The raw percentile interval [q_lo, q_hi] covered the population FID in 0% of both
+(and the expected FID in 56% and 0%): the draws sit above the estimate by about as much as the
+estimate sits above the population value. `covers` says
+this in words, with the set sizes; the same sentence is used by `evalkit metrics` and the README.
 
 Why it is fast, and still exact
 -------------------------------
@@ -45,7 +62,8 @@ from .arrays import feature_matrix, tensor_device
 from .backend import NumpyOps, TorchOps
 from .fid import check_sample_size, trace_sqrt_product
 
-__all__ = ["BootstrapResult", "fid_bootstrap", "bootstrap_indices", "EIG_RATIO_MIN"]
+__all__ = ["BootstrapResult", "fid_bootstrap", "bootstrap_indices", "basic_interval", "covers_text",
+           "EIG_RATIO_MIN"]
 
 EIG_RATIO_MIN = 1e-8  # below this λ_min/λ_max the eigenvalue route hands over to the exact factor routes
 
@@ -53,11 +71,42 @@ EIG_RATIO_MIN = 1e-8  # below this λ_min/λ_max the eigenvalue route hands over
 @dataclass(frozen=True)
 class BootstrapResult:
     fid: float            # FID of the full sets (same computation, all weights 1)
-    low: float            # percentile interval bounds
+    low: float            # basic bootstrap interval for the population FID (see `covers`)
     high: float
     std: float            # standard deviation of the bootstrap FIDs (ddof=1)
     samples: np.ndarray   # the num_bootstrap FIDs, in draw order
     confidence: float = 0.95
+    covers: str = ""      # what [low, high] is an interval for, in words
+
+
+FEW_PER_DIM = 2.5   # below this many images per feature dimension the bias is only partly removed
+
+
+def covers_text(confidence: float, num_bootstrap: int, n_real: int, n_fake: int, dims: int,
+                what: str = "FID") -> str:
+    """The label of a basic FID interval: what it covers, what it resamples, and when it falls short."""
+    text = (f"{confidence:.0%} basic bootstrap interval for the population {what} (the generator against the "
+            "distribution the reference set was drawn from: the N → ∞ value, small-sample bias removed), "
+            f"from {num_bootstrap} resamples of the N = {n_fake} generated and {n_real} reference images "
+            "(resamples the generated and reference sets)")
+    if min(n_real, n_fake) < FEW_PER_DIM * dims:
+        text += (f"; with fewer than {FEW_PER_DIM:g} images per feature dimension ({dims}) the bias is only partly "
+                 "removed and the interval lies above the population value (on Gaussians it covered it in 62% of "
+                 "repetitions at N = 2 × dims and 16% at 1.25 × dims)")
+    return text
+
+
+def basic_interval(estimate: float, samples, confidence: float) -> tuple[float, float]:
+    """Basic (pivotal) bootstrap interval: (2·est − q_hi, 2·est − q_lo), q the draws' quantiles.
+
+    It treats draw − estimate as a stand-in for estimate − truth (Davison & Hinkley 1997, §5.2), so it
+    also subtracts the bootstrap's estimate of the bias: for FID, whose upward small-sample bias acts
+    the same way on a resample as on the sample, the interval is one for the population value (see
+    the module doc for its measured coverage).
+    """
+    samples = np.asarray(samples, np.float64)
+    q_lo, q_hi = np.quantile(samples, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float(2 * estimate - q_hi), float(2 * estimate - q_lo)
 
 
 def bootstrap_indices(n_real: int, n_fake: int, num_bootstrap: int, seed: int = 0
@@ -101,11 +150,14 @@ def _sqrt_sum(lam):
     return None
 
 
-def _trace_sqrt(la, s1, s2) -> float:
-    """Tr √(Σ1 Σ2) for the (mean, cov, factor, trace) statistics of two resamples."""
+def _trace_sqrt(la, s1, s2, low1=None) -> float:
+    """Tr √(Σ1 Σ2) for the (mean, cov, factor, trace) statistics of two resamples.
+
+    `low1`: the Cholesky factor of Σ1 when the caller already has it (a shared reference resample
+    compared with two generated sets, `paired.py`), so it is not factorised twice."""
     (_, c1, f1, _), (_, c2, f2, _) = s1, s2
     if f1 is None and f2 is None:  # both d x d: Σ1 = L Lᵀ, Σ1 Σ2 ~ Lᵀ Σ2 L (symmetric)
-        low = la.cholesky(c1)
+        low = la.cholesky(c1) if low1 is None else low1
         if low is not None:
             value = _sqrt_sum(la.eigvalsh(low.T @ c2 @ low))
             if value is not None:
@@ -126,9 +178,9 @@ def _trace_sqrt(la, s1, s2) -> float:
     return float(la.svdvals(prod).sum())
 
 
-def _fid(la, s1, s2) -> float:
+def _fid(la, s1, s2, low1=None) -> float:
     diff = s1[0] - s2[0]
-    value = float(diff @ diff) + s1[3] + s2[3] - 2 * _trace_sqrt(la, s1, s2)
+    value = float(diff @ diff) + s1[3] + s2[3] - 2 * _trace_sqrt(la, s1, s2, low1)
     if not np.isfinite(value):
         raise FloatingPointError("a bootstrap FID came out non-finite; the features are corrupt")
     return value
@@ -136,7 +188,7 @@ def _fid(la, s1, s2) -> float:
 
 def fid_bootstrap(real_features, fake_features, num_bootstrap: int = 100, seed: int = 0,
                   confidence: float = 0.95, device=None) -> BootstrapResult:
-    """FID of the full sets with a bootstrap percentile interval (see the module doc)."""
+    """FID of the full sets with a basic bootstrap interval for the population FID (see the module doc)."""
     real = feature_matrix(real_features, "real_features", "FID")
     fake = feature_matrix(fake_features, "fake_features", "FID")
     if real.shape[1] != fake.shape[1]:
@@ -155,6 +207,7 @@ def fid_bootstrap(real_features, fake_features, num_bootstrap: int = 100, seed: 
     full = _fid(la, r.draw(np.arange(r.n)), f.draw(np.arange(f.n)))
     samples = np.array([_fid(la, r.draw(i1), f.draw(i2))
                         for i1, i2 in bootstrap_indices(r.n, f.n, int(num_bootstrap), seed)])
-    low, high = np.percentile(samples, [50 * (1 - confidence), 50 * (1 + confidence)])
-    return BootstrapResult(fid=full, low=float(low), high=float(high), std=float(samples.std(ddof=1)),
-                           samples=samples, confidence=float(confidence))
+    low, high = basic_interval(full, samples, confidence)
+    return BootstrapResult(fid=full, low=low, high=high, std=float(samples.std(ddof=1)), samples=samples,
+                           confidence=float(confidence),
+                           covers=covers_text(confidence, int(num_bootstrap), r.n, f.n, r.d))

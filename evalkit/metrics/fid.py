@@ -20,14 +20,24 @@ class SmallSampleWarning(UserWarning):
     """Fewer samples than feature dimensions: the covariance is rank-deficient."""
 
 
+# FID's small-sample bias, stated as Chong & Forsyth (CVPR 2020, "Effectively Unbiased FID and Inception
+# Score and where to find them") measured it: E[FID_N] ≈ FID∞ + c/N at every N, with c depending on the
+# generator, so two models' FIDs at the same N can rank them differently from their FID∞.
+BIAS_NOTE = ("FID is biased upward at every sample count: the bias shrinks like 1/N and its size depends on the "
+             "generator (Chong & Forsyth 2020), so equal N does not make two models' FIDs comparable and can "
+             "reverse their ranking. Compare FID∞ (fid_inf, extrapolated to N → ∞) or a paired bootstrap of "
+             "the difference, and report N with every FID.")
+
+
 def check_sample_size(n: int, dims: int, what: str = "a feature set") -> None:
     if n < 2:
         raise SampleSizeError(f"FID needs at least 2 images per set; {what} has {n}. Add images.")
     if n < dims:
         warnings.warn(
             f"{what} has {n} images, fewer than the {dims} feature dimensions: its covariance is "
-            "rank-deficient and FID is biased upward. Compare FIDs only at equal sample counts, and use "
-            "10k-50k images for numbers you report.", SmallSampleWarning, stacklevel=2)
+            "rank-deficient, which adds to FID's upward bias. That bias is O(1/N) at every N and depends on "
+            "the generator (Chong & Forsyth 2020), so equal N does not make FIDs comparable: compare FID∞ or "
+            "a paired bootstrap of the difference.", SmallSampleWarning, stacklevel=2)
 
 
 def feature_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -83,13 +83,37 @@ def test_result_fields():
     assert result.fid == pytest.approx(fid_from_features(real, fake), rel=1e-10)
     assert result.samples.shape == (50,)
     np.testing.assert_allclose(result.samples, direct_values(real, fake, 50, seed=3), rtol=1e-8)
-    assert (result.low, result.high) == tuple(np.percentile(result.samples, [5, 95]))
+    q5, q95 = np.quantile(result.samples, [0.05, 0.95])
+    assert (result.low, result.high) == pytest.approx((2 * result.fid - q95, 2 * result.fid - q5), rel=1e-12)
     assert result.low < result.high
+    assert result.covers.startswith("90% basic bootstrap interval for the population FID")
+    assert "50 resamples of the N = 250 generated and 300 reference images" in result.covers
+    assert "only partly removed" not in result.covers  # 250 images for 16 dimensions
+    few = fid_bootstrap(*correlated_sets(6, 40, 30, 16), num_bootstrap=5)
+    assert "fewer than 2.5 images per feature dimension (16) the bias is only partly removed" in few.covers
     assert result.std == pytest.approx(result.samples.std(ddof=1), rel=1e-12)
     assert result.confidence == 0.9
     again = fid_bootstrap(real, fake, num_bootstrap=50, seed=3, confidence=0.9)
     assert np.array_equal(again.samples, result.samples)
     assert not np.array_equal(fid_bootstrap(real, fake, num_bootstrap=50, seed=4).samples, result.samples)
+
+
+def test_interval_covers_the_population_fid():
+    """On Gaussians with a known population FID the basic interval covers it at about the nominal rate,
+    while the raw percentile interval, lying above the estimate as FID's bias does, almost never does."""
+    d = 8
+    mu, sd = np.full(d, 0.15), np.full(d, 1.1)
+    true = float(mu @ mu + np.sum(1 + sd ** 2 - 2 * sd))  # FID(N(0, I), N(mu, diag(sd²)))
+    basic = percentile = 0
+    for rep in range(50):
+        rng = np.random.default_rng(rep)
+        real, fake = rng.normal(size=(300, d)), mu + sd * rng.normal(size=(300, d))
+        res = fid_bootstrap(real, fake, num_bootstrap=200, seed=rep)
+        basic += res.low <= true <= res.high
+        lo, hi = np.quantile(res.samples, [0.025, 0.975])
+        percentile += lo <= true <= hi
+    assert basic >= 45, f"basic interval covered the population FID in {basic} of 50 repetitions"
+    assert percentile <= 5
 
 
 def test_resamples_are_independent_with_replacement():
