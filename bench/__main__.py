@@ -1,4 +1,4 @@
-"""Run a benchmark: `python -m bench fid|metrics|copying|gan|study|gpu|all [options]`.
+"""Run a benchmark: `python -m bench fid|metrics|intervals|copying|gan|study|gpu|all [options]`.
 
 Each benchmark prints a table of figures next to the reference tool run on the same input.
 """
@@ -8,6 +8,7 @@ import sys
 BENCHMARKS = {
     "fid": "bench.fid",          # evalkit fid vs clean-fid: img/s, FID difference, peak memory, cached re-run
     "metrics": "bench.metrics",  # P/R/D/C vs prdc, full metrics vs FID alone, sweep vs separate clean-fid runs
+    "intervals": "bench.intervals",  # cost of FID∞ and the paired ΔFID bootstrap relative to FID alone
     "copying": "bench.copying",  # C_T power and false alarms by simulation; calibrated copy check on fresh faces
     "gan": "bench.gan",          # training throughput for both discriminators
     "study": "bench.study",      # concurrent simulated participants through the storage layer
