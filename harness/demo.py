@@ -186,6 +186,10 @@ def run_demo(out: str | Path = "results/demo", preset_name: str = "cpu", device=
               "report": report["files"], "study_dir": str(study_dir), "serve_command": command,
               "timings_s": {**timings, "total": total},
               "best_fid": {row["name"]: row["fid"] for row in report["rows"]},
+              "heldout_fid": {row["name"]: row["fid_heldout"] for row in report["rows"]},
+              "comparisons": [{k: c[k] for k in ("a", "b", "delta_fid", "ci_low", "ci_high", "p_a_better", "verdict")}
+                              for c in report["comparisons"]],
+              "selection_seeds": report["selection_seeds"], "report_seeds": report["report_seeds"],
               "device": str(device)}
     write_text_atomic(out / "demo.json", json.dumps(result, indent=2))
     log(f"report: {report['files']['html']}")

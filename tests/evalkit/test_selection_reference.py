@@ -89,3 +89,18 @@ def test_reference_heldout_keeps_the_copy_check_on_the_training_set(tmp_path, ti
     assert item["copycheck"]["train"]["path"] == str(train.resolve())
     assert item["copycheck"]["n_flagged"] == 16, item["copycheck"]["verdict"]
     assert item["report_seeds"] == [REPORT_SEED_OFFSET, REPORT_SEED_OFFSET + 15] and item["selection_seeds"] is None
+
+
+def test_fid_run_no_cache_leaves_no_fingerprint_memo(tmp_path, tiny_runs, avatars32, isolated_home):
+    """`--no-cache` touches nothing in the cache: not even the content-hash memo of the data or the snapshots."""
+    from evalkit.reports.fid_run import fid_over_run
+
+    run, data = tmp_path / "run", tmp_path / "data"
+    shutil.copytree(tiny_runs["resnet"], run)   # new modification times: any memo would be a new file
+    shutil.copytree(avatars32, data)
+    memo = isolated_home / "features" / "fingerprints"
+    before = set(memo.glob("*.json")) if memo.is_dir() else set()
+    result = fid_over_run(run, tmp_path / "fid", data, GenerationOptions(num_gen=8), use_cache=False,
+                          log=lambda *a: None, **CPU)
+    assert (set(memo.glob("*.json")) if memo.is_dir() else set()) == before
+    assert result["computed"] == 2 and result["report_seeds"] == [REPORT_SEED_OFFSET, REPORT_SEED_OFFSET + 7]
