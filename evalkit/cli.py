@@ -173,7 +173,8 @@ def _fid_run(args) -> int:
         mark = "  <- best" if row["snapshot"] == best["snapshot"] else ""
         print(f"{row['snapshot']:<36} {row['kimg']:>10g} {row['fid']:>10.3f}{mark}")
     print(f"best snapshot {best['snapshot']}: FID {best['fid']:.3f} on fresh report seeds {rep[0]}..{rep[1]} "
-          f"(N = {best['num_gen']}; its selection value {best['selection_fid']:.3f} is biased low by the choice)")
+          f"(N = {best['num_gen']}; its selection value {best['selection_fid']:.3f} is not an estimate: the minimum "
+          "over snapshots is biased low in expectation)")
     print(f"{result['computed']} computed, {result['reused']} reused; results in {result['out_dir']}/ "
           "(fid.csv, fid.json, fid_vs_kimg.png)")
     return 0

@@ -150,7 +150,11 @@ def test_copycheck_command_finds_planted_copies(tmp_path, avatars32, capsys):
 def test_report_files_and_columns(tmp_path, tiny_runs, avatars32):
     out = tmp_path / "report"
     opts = ReportOptions(num_gen=24, sweep_num_gen=16, copycheck_num_gen=16, psis=(1.0, 0.5), bootstrap=5)
-    build_report([tiny_runs["resnet"], tiny_runs["vit"]], out, opts=opts, **CPU, **QUIET)
+    from evalkit.reports.report import ReportSection
+
+    def late_section(rows):   # called once the rows exist, as harness passes a study's section
+        return ReportSection("Extra <b>", "x < y & z", {"names": [r["name"] for r in rows]}, summary="Extra paragraph.")
+    build_report([tiny_runs["resnet"], tiny_runs["vit"]], out, opts=opts, sections=[late_section], **CPU, **QUIET)
     for name in ("report.md", "report.csv", "report.tex", "report.html", "summary.md", "report.json",
                  "fid_vs_kimg.png", "fid_vs_psi.png", "precision_recall.png"):
         assert (out / name).is_file(), name
@@ -163,10 +167,12 @@ def test_report_files_and_columns(tmp_path, tiny_runs, avatars32):
         assert r["copy_verdict"] in ("no sign of copying",) or "look copied" in r["copy_verdict"]
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 3 + 2 * 2  # 3 plots + strip and grid per model
-    assert "<table>" in page and "src='http" not in page  # self-contained
+    assert "<table>" in page and "src='http" not in page and 'src="http' not in page  # self-contained
+    assert "x &lt; y &amp; z" in page and "Extra &lt;b&gt;" in page   # the template escapes every value
     assert r"\begin{tabular}" in (out / "report.tex").read_text()
     summary = (out / "summary.md").read_text()
     report = json.loads((out / "report.json").read_text())
+    assert report["sections"] == {"Extra <b>": {"names": ["resnet", "vit"]}} and "Extra paragraph." in summary
     [c] = report["comparisons"]
     assert (c["a"], c["b"]) == ("resnet", "vit") and c["ci_low"] <= c["delta_fid"] <= c["ci_high"]
     assert 0 <= c["p_a_better"] <= 1
