@@ -12,7 +12,6 @@ from pathlib import Path
 from ..errors import SourceError
 from .generator import GenerationOptions, GeneratorSource, is_checkpoint, is_run_dir, open_run, run_snapshots
 from .images import IMAGE_EXTENSIONS, DecodeError, ImageSource, list_folder, decode_image, is_image_name
-from .overlap import assert_disjoint
 from .statsfile import StatsSource, load_stats_file
 
 Source = ImageSource | StatsSource | GeneratorSource
@@ -67,6 +66,6 @@ def resolve_source(spec: str | os.PathLike | Source, gen: GenerationOptions | No
     return open_source(path)
 
 
-__all__ = ["IMAGE_EXTENSIONS", "assert_disjoint", "DecodeError", "GenerationOptions", "GeneratorSource", "ImageSource", "Source",
+__all__ = ["IMAGE_EXTENSIONS", "DecodeError", "GenerationOptions", "GeneratorSource", "ImageSource", "Source",
            "StatsSource", "decode_image", "is_checkpoint", "is_image_name", "is_run_dir", "load_stats_file",
            "open_source", "resolve_source"]
