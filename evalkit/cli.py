@@ -4,7 +4,7 @@
   evalkit fid RUN_DIR          FID of every snapshot of a training run, with the curve
   evalkit metrics REAL FAKE    FID, KID, precision/recall, density/coverage from one feature pass
   evalkit copycheck GEN --train DIR [--heldout DIR]   is the generator copying its training set?
-  evalkit sweep CKPT --data DIR                       every metric per truncation psi
+  evalkit sweep CKPT --data DIR                       every metric per truncation psi, with intervals
   evalkit report RUN_DIR ... --out DIR                tables, plots and an HTML page comparing runs
   evalkit stats SRC -o FILE.npz                       statistics (and features) saved once
   evalkit weights status|install, evalkit cache list|clear
@@ -77,7 +77,8 @@ def _add_generation_options(p: argparse.ArgumentParser, num_gen: int | None, num
         g.add_argument("--psi", type=finite_float, default=1.0, help="truncation psi (1 = none; any finite value)")
     g.add_argument("--seed", type=nonnegative_int, default=0,
                    help="first seed; seeds are seed .. seed+num_gen-1, z from np.random.RandomState(seed)")
-    g.add_argument("--noise-mode", default="const", choices=NOISE_MODES, help="synthesis noise inputs")
+    g.add_argument("--noise-mode", default="random", choices=NOISE_MODES,
+                   help="synthesis noise inputs (default random, as StyleGAN2-ADA's metrics; seeded per batch)")
     g.add_argument("--truncation-cutoff", type=positive_int, default=None, help="truncate only the first N ws")
 
 
@@ -160,14 +161,20 @@ def _fid_run(args) -> int:
 
     out = _writable(args.out or default_out_dir(args.a))
     result = fid_over_run(args.a, out, args.data, _generation(args, args.num_gen or RUN_NUM_GEN),
-                          log=_say, **_extraction_kwargs(args))
+                          log=_say, report_num_gen=args.report_num_gen, **_extraction_kwargs(args))
     if args.json:
         _print_json(result)
         return 0
+    sel, rep, best = result["selection_seeds"], result["report_seeds"], result["best"]
+    print(f"FID against {result['reference']['path']} ({result['num_real']} images), N = {result['num_gen']} per "
+          f"snapshot on selection seeds {sel[0]}..{sel[1]}, noise {result['noise_mode']}, {result['extractor']}")
     print(f"{'snapshot':<36} {'kimg':>10} {'FID':>10}")
     for row in result["snapshots"]:
-        mark = "  <- best" if row["snapshot"] == result["best"]["snapshot"] else ""
+        mark = "  <- best" if row["snapshot"] == best["snapshot"] else ""
         print(f"{row['snapshot']:<36} {row['kimg']:>10g} {row['fid']:>10.3f}{mark}")
+    print(f"best snapshot {best['snapshot']}: FID {best['fid']:.3f} on fresh report seeds {rep[0]}..{rep[1]} "
+          f"(N = {best['num_gen']}; its selection value {best['selection_fid']:.3f} is not an estimate: the minimum "
+          "over snapshots is biased low in expectation)")
     print(f"{result['computed']} computed, {result['reused']} reused; results in {result['out_dir']}/ "
           "(fid.csv, fid.json, fid_vs_kimg.png)")
     return 0
@@ -232,13 +239,13 @@ def cmd_sweep(args) -> int:
 
     out = _writable(args.out or _default_out(args.checkpoint, "sweep"))
     result = truncation_sweep(args.checkpoint, args.data, args.psi, _generation(args, psi=1.0), out,
-                              strip_seeds=args.strip_seeds, log=_say, **_extraction_kwargs(args))
+                              strip_seeds=args.strip_seeds, bootstrap=args.bootstrap, log=_say,
+                              **_extraction_kwargs(args))
     if args.json:
         _print_json(result)
         return 0
     print(Path(result["files"]["table_md"]).read_text())
-    if result["best_psi"] is not None:
-        print(f"best psi by FID: {result['best_psi']:g} (FID {result['best_fid']:.3f})")
+    print(result["best_text"])
     print(f"written to {result['out_dir']}/: sweep.csv/.md/.tex/.json, fid_vs_psi.png, precision_recall.png, "
           "truncation_strip.png")
     return 0
@@ -249,14 +256,15 @@ def report_options(args):
 
     return ReportOptions(num_gen=args.num_gen, sweep_num_gen=args.sweep_num_gen,
                          copycheck_num_gen=args.copycheck_num_gen, psis=args.psi, bootstrap=args.bootstrap,
-                         seed=args.seed, heldout=args.heldout, train_queries=args.train_queries)
+                         seed=args.seed, heldout=args.heldout, train_queries=args.train_queries,
+                         reference=args.reference, noise_mode=args.noise_mode)
 
 
 def cmd_report(args, sections=()) -> int:
     from .reports.report import build_report
 
     _writable(args.out)
-    result = build_report(args.items, args.out, args.data, report_options(args), title=args.title, log=_say,
+    result = build_report(args.items, args.out, args.train, report_options(args), title=args.title, log=_say,
                           sections=sections, **_extraction_kwargs(args))
     if args.json:
         _print_json(result)
@@ -359,11 +367,16 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
     """The options of `evalkit report` (shared with `harness report`, which adds --study)."""
     p.add_argument("items", nargs="+", help="run dirs (best snapshot by FID) and/or checkpoints")
     p.add_argument("--out", required=True, help="output folder, e.g. results/NAME")
-    p.add_argument("--data", help="real images to compare against (default: each run's training data)")
-    p.add_argument("--heldout", help="held-out real images for the C_T copying test")
+    p.add_argument("--train", "--data", dest="train",
+                   help="the training data, if not each run's own (the copy check and C_T always use it); "
+                        "--data is a deprecated alias")
+    p.add_argument("--reference", help="real images FID/KID/precision/recall compare against (default: the training "
+                                       "data, as StyleGAN2-ADA)")
+    p.add_argument("--heldout", help="held-out real images (never trained on): held-out FID/KID, the train–held-out "
+                                     "gap, and the C_T copying test; refused if it shares an image with --train")
     p.add_argument("--title", default=None)
-    p.add_argument("--psi", type=float_list, default=(1.2, 1.0, 0.7, 0.5, 0.0, -0.5, -1.0),
-                   help="comma-separated psi values of the sweep")
+    p.add_argument("--psi", type=float_list, default=(1.0, 0.9, 0.8, 0.7, 0.6, 0.5),
+                   help="comma-separated psi values of the sweep (1 is always included as the baseline)")
     p.add_argument("--num-gen", type=positive_int, default=RUN_NUM_GEN,
                    help="samples for FID per snapshot and the full metrics")
     p.add_argument("--sweep-num-gen", type=positive_int, default=5_000, help="samples per psi in the sweep")
@@ -371,7 +384,10 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bootstrap", type=_bootstrap_count, default=50, help="bootstrap resamples for the FID interval")
     p.add_argument("--train-queries", type=positive_int, default=1000,
                    help="training images used for the copy check's train-to-train reference distances")
-    p.add_argument("--seed", type=nonnegative_int, default=0, help="first seed of every sample set")
+    p.add_argument("--seed", type=nonnegative_int, default=0,
+                   help="first selection seed; the chosen snapshot is reported on fresh seeds from 1000000 + seed")
+    p.add_argument("--noise-mode", default="random", choices=NOISE_MODES,
+                   help="synthesis noise inputs (default random, as StyleGAN2-ADA's metrics; seeded per batch)")
     convention.add_json(p, "report.json")
     _add_extraction_options(p)
     p.set_defaults(func=cmd_report, interrupt_note=_interrupt_note)
@@ -393,6 +409,8 @@ def build_parser(extend=None) -> argparse.ArgumentParser:
     p.add_argument("b", nargs="?", help="the second source (omit to evaluate every snapshot of run dir A)")
     convention.add_json(p)
     p.add_argument("--data", help="run-dir mode: the training data, if it moved since training")
+    p.add_argument("--report-num-gen", type=positive_int, default=None,
+                   help="run-dir mode: samples of the best snapshot on the fresh report seeds (default --num-gen)")
     p.add_argument("--out", help="run-dir mode: output folder (default results/RUN_NAME/fid)")
     _add_generation_options(p, None, f"images per checkpoint (default: {FID_NUM_GEN} comparing two sources, "
                                      f"{RUN_NUM_GEN} per snapshot in run-dir mode)")
@@ -451,8 +469,10 @@ def build_parser(extend=None) -> argparse.ArgumentParser:
     p = commands["sweep"] = add("sweep", "every metric per truncation psi, with plots and a sample strip")
     p.add_argument("checkpoint", help="checkpoint or run dir (latest snapshot)")
     p.add_argument("--data", required=True, help="the real images (folder, zip, or .npz with --features)")
-    p.add_argument("--psi", type=float_list, default=(1.2, 1.0, 0.7, 0.5, 0.0, -0.5, -1.0),
-                   help="comma-separated psi values")
+    p.add_argument("--psi", type=float_list, default=(1.0, 0.9, 0.8, 0.7, 0.6, 0.5),
+                   help="comma-separated psi values (any finite value; 1 is always included as the baseline)")
+    p.add_argument("--bootstrap", type=_bootstrap_count, default=50,
+                   help="bootstrap resamples per psi interval and per paired comparison against psi = 1")
     p.add_argument("--strip-seeds", type=positive_int, default=6, help="rows in the sample strip")
     p.add_argument("--out", help="output folder (default results/NAME/sweep)")
     convention.add_json(p)

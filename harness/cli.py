@@ -32,7 +32,9 @@ def cmd_report(args) -> int:
     if args.study:
         from .study_section import study_section
 
-        sections.append(study_section(args.study))
+        study = args.study
+        # called once the report's rows exist, so each condition shows the FID of its row
+        sections.append(lambda rows: study_section(study, rows))
     return evalkit_report(args, sections)
 
 

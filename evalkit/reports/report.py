@@ -2,40 +2,59 @@
 with confidence intervals, the best ψ and the copy verdict — as Markdown, CSV, LaTeX and a
 self-contained HTML page with the plots and grids embedded, plus a short written summary.
 
-For a run dir every snapshot is scored (FID vs kimg) and the best one is analysed in full; a
-checkpoint is analysed as it is.
+For a run dir every snapshot is scored (FID vs kimg) on the selection seeds and the best one is
+analysed in full on fresh report seeds (no winner's curse); a checkpoint is analysed as it is.
+Three image sets are kept apart: the training data (the copy check and C_T always look there), the
+reference (what FID/KID/P/R compare against; default the training data, as StyleGAN2-ADA), and an
+optional held-out set (held-out FID/KID and the gap; refused if it shares an image with the
+training data). Two items are ranked only by a paired bootstrap of their FID difference over the
+shared reference (`comparisons` in report.json).
 """
 from __future__ import annotations
 
 import base64
-import html
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gan.api import checkpoint_config, checkpoint_kimg
+from gan.api import checkpoint_config, checkpoint_kimg, network_summary
 
 from harness_base.atomic import write_text_atomic
 
 from harness_base import __version__
 from ..errors import SourceError
 from ..extract.featureset import feature_set
+from ..metrics.fid import frechet_distance
+from ..metrics.paired import paired_fid_difference
 from ..sources import GenerationOptions, GeneratorSource, is_checkpoint, is_run_dir
-from ..sources.generator import open_run, run_training_data
+from ..sources.generator import DEFAULT_NOISE_MODE, open_run, report_options, run_training_data
 from .evaluate import compute_metrics
 from .fid_run import fid_over_run
 from .plots import fid_vs_kimg, metric_vs_psi, precision_recall
 from .sweep import DEFAULT_PSIS, truncation_sweep
 from .tables import write_table
 
-COLUMNS = ["name", "disc", "kimg", "fid", "fid_low", "fid_high", "kid", "kid_std", "precision", "recall",
-           "density", "coverage", "best_psi", "best_fid", "copy_score", "authpct", "copy_verdict", "c_t"]
-HEADERS = {"name": "model", "disc": "D", "kimg": "kimg", "fid": "FID", "fid_low": "FID CI low",
-           "fid_high": "FID CI high", "kid": "KID", "kid_std": "KID std", "precision": "precision",
-           "recall": "recall", "density": "density", "coverage": "coverage", "best_psi": "best ψ",
-           "best_fid": "FID at best ψ", "copy_score": "copy score", "authpct": "AuthPct",
+COLUMNS = ["name", "disc", "d_params", "d_lr", "kimg", "fid", "fid_low", "fid_high", "kid", "kid_std",
+           "fid_heldout", "kid_heldout", "fid_gap", "precision", "recall", "density", "coverage", "best_psi",
+           "best_fid", "copy_score", "authpct", "copy_verdict", "c_t"]
+HEADERS = {"name": "model", "disc": "D", "d_params": "D params", "d_lr": "D lr", "kimg": "kimg", "fid": "FID",
+           "fid_low": "FID CI low", "fid_high": "FID CI high", "kid": "KID", "kid_std": "KID std",
+           "fid_heldout": "FID held-out", "kid_heldout": "KID held-out", "fid_gap": "FID gap (held-out − train)",
+           "precision": "precision", "recall": "recall", "density": "density", "coverage": "coverage",
+           "best_psi": "best ψ", "best_fid": "FID at best ψ", "copy_score": "copy score", "authpct": "AuthPct",
            "copy_verdict": "copying", "c_t": "C_T"}
+
+
+def headers(opts: "ReportOptions") -> dict:
+    """Column headers that state the N of every column measured at another N than the FID column."""
+    out = dict(HEADERS)
+    if opts.sweep_num_gen != opts.num_gen:
+        out["best_psi"] = f"best ψ (N = {opts.sweep_num_gen})"
+        out["best_fid"] = f"FID at best ψ (N = {opts.sweep_num_gen})"
+    if opts.copycheck_num_gen != opts.num_gen:
+        out["copy_score"] = f"copy score (N = {opts.copycheck_num_gen})"
+    return out
 
 
 @dataclass
@@ -44,10 +63,18 @@ class ReportOptions:
     sweep_num_gen: int = 5_000     # samples per ψ
     copycheck_num_gen: int = 1_000  # samples for the copy check
     psis: tuple = DEFAULT_PSIS
-    bootstrap: int = 50
-    seed: int = 0
-    heldout: str | None = None
+    bootstrap: int = 50            # resamples of every FID interval and paired comparison
+    seed: int = 0                  # first selection seed; report seeds start at REPORT_SEED_OFFSET + seed
+    heldout: str | None = None     # held-out real images: held-out FID/KID, the gap, C_T
     train_queries: int = 1000      # training images whose leave-one-out neighbours set the copy threshold
+    reference: str | None = None   # what FID/KID/P/R compare against (default: each item's training data)
+    noise_mode: str = DEFAULT_NOISE_MODE
+
+    def selection_gen(self) -> GenerationOptions:
+        return GenerationOptions(num_gen=self.num_gen, seed=self.seed, noise_mode=self.noise_mode)
+
+    def report_gen(self) -> GenerationOptions:
+        return report_options(self.selection_gen())
 
 
 @dataclass
@@ -65,7 +92,7 @@ def _checkpoint_data(ckpt: Path, data) -> Path:
     run_dir = ckpt.parent.parent
     if is_run_dir(run_dir):
         return run_training_data(open_run(run_dir))
-    raise SourceError(f"{ckpt} is not inside a run dir, so its training data is unknown; pass --data DIR.")
+    raise SourceError(f"{ckpt} is not inside a run dir, so its training data is unknown; pass --train DIR.")
 
 
 def _item_name(spec: Path, used: set) -> str:
@@ -77,80 +104,152 @@ def _item_name(spec: Path, used: set) -> str:
     return name
 
 
-def analyse_item(spec: str | Path, name: str, data, out: Path, opts: ReportOptions, *, device=None,
+def _range(seeds) -> str:
+    return f"{seeds[0]}..{seeds[1]}"
+
+
+def analyse_item(spec: str | Path, name: str, train, out: Path, opts: ReportOptions, *, device=None,
                  progress=True, log=print, **extraction) -> dict:
+    """One run dir or checkpoint: choose the snapshot on the selection seeds (run dirs), then score it on the
+    report seeds against `opts.reference` (default: its training data `train`), against the held-out set if
+    given, sweep ψ, and check copying against the training data (never against the reference)."""
     spec = Path(spec)
     folder = out / name
-    curve = None
+    curve, selection = None, None
     if is_run_dir(spec):
-        data_path = run_training_data(open_run(spec), data)
-        gen = GenerationOptions(num_gen=opts.num_gen, seed=opts.seed)
-        run = fid_over_run(spec, folder / "fid", data_path, gen, progress=progress, log=log, device=device,
-                           **extraction)
+        train_path = run_training_data(open_run(spec), train)
+        run = fid_over_run(spec, folder / "fid", train_path, opts.selection_gen(), progress=progress, log=log,
+                           device=device, **extraction)
         curve = [(r["kimg"], r["fid"]) for r in run["snapshots"]]
         ckpt = Path(run["best"]["path"])
+        selection = {"seeds": run["selection_seeds"], "fid": run["best"]["selection_fid"],
+                     "snapshot": run["best"]["snapshot"], "snapshots": len(run["snapshots"])}
     elif is_checkpoint(spec):
-        ckpt, data_path = spec, _checkpoint_data(spec, data)
+        ckpt, train_path = spec, _checkpoint_data(spec, train)
     else:
         raise SourceError(f"{spec} is neither a run dir nor a checkpoint (.safetensors).")
-    log(f"[{name}] full metrics for {ckpt.name} against {data_path}")
-    real = feature_set(data_path, "real", device=device, progress=progress, **extraction)
-    fake = feature_set(GeneratorSource(ckpt, GenerationOptions(num_gen=opts.num_gen, seed=opts.seed)), "generated",
-                       device=device, progress=progress, **extraction)
+    report_gen = opts.report_gen()
+    reference = Path(opts.reference) if opts.reference else train_path
+    log(f"[{name}] full metrics for {ckpt.name} against {reference} on report seeds {_range(report_gen.seed_range())}")
+    real = feature_set(reference, "reference", device=device, progress=progress, **extraction)
+    fake = feature_set(GeneratorSource(ckpt, report_gen), "generated", device=device, progress=progress, **extraction)
     metrics = compute_metrics(real, fake, bootstrap=opts.bootstrap, seed=opts.seed, device=device)
+    heldout = None
+    if opts.heldout:
+        held = feature_set(opts.heldout, "held-out", device=device, progress=progress, **extraction)
+        held_metrics = compute_metrics(held, fake, ("fid", "kid"), seed=opts.seed, device=device)
+        if reference.resolve() == Path(train_path).resolve():
+            fid_train = metrics["fid"]
+        else:
+            train_fs = feature_set(train_path, "training data", device=device, progress=progress, **extraction)
+            fid_train = frechet_distance(train_fs.mu, train_fs.sigma, fake.mu, fake.sigma)
+        heldout = {"path": str(opts.heldout), "num_images": held.num, "fid": held_metrics["fid"],
+                   "kid": held_metrics["kid"], "fid_train": fid_train, "fid_gap": held_metrics["fid"] - fid_train}
     log(f"[{name}] truncation sweep over psi = {', '.join(f'{p:g}' for p in opts.psis)}")
-    sweep = truncation_sweep(ckpt, data_path, opts.psis, GenerationOptions(num_gen=opts.sweep_num_gen, seed=opts.seed),
-                             folder / "sweep", real=real, device=device, progress=progress, log=log, **extraction)
-    log(f"[{name}] copy check")
+    sweep = truncation_sweep(ckpt, reference, opts.psis, report_gen.replace(num_gen=opts.sweep_num_gen),
+                             folder / "sweep", real=real, device=device, progress=progress, log=log,
+                             bootstrap=opts.bootstrap, **extraction)
+    log(f"[{name}] copy check against the training data {train_path}")
     from .copycheck import copy_report
 
-    copies = copy_report(ckpt, data_path, opts.heldout,
-                         GenerationOptions(num_gen=opts.copycheck_num_gen, seed=opts.seed), folder / "copycheck",
-                         device=device, train_queries=opts.train_queries, progress=progress, log=log,
-                     **extraction)
-    generator_config = checkpoint_config(ckpt)
+    copies = copy_report(ckpt, train_path, opts.heldout, report_gen.replace(num_gen=opts.copycheck_num_gen),
+                         folder / "copycheck", device=device, train_queries=opts.train_queries, progress=progress,
+                         log=log, **extraction)
+    disc = network_summary(ckpt)["D"]
     row = {
-        "name": name, "disc": generator_config.get("disc", "?"), "kimg": checkpoint_kimg(ckpt),
+        "name": name, "disc": disc.get("kind") or checkpoint_config(ckpt).get("disc", "?"),
+        "d_params": disc.get("params"), "d_lr": disc.get("lr"), "kimg": checkpoint_kimg(ckpt),
         "fid": metrics["fid"], "fid_low": metrics.get("fid_ci", [None, None])[0],
         "fid_high": metrics.get("fid_ci", [None, None])[1], "kid": metrics["kid"], "kid_std": metrics["kid_std"],
+        "fid_heldout": heldout and heldout["fid"], "kid_heldout": heldout and heldout["kid"],
+        "fid_gap": heldout and heldout["fid_gap"],
         "precision": metrics["precision"], "recall": metrics["recall"], "density": metrics["density"],
         "coverage": metrics["coverage"], "best_psi": sweep["best_psi"], "best_fid": sweep["best_fid"],
         "copy_score": copies["copy_score"], "authpct": copies["authpct"], "copy_verdict": copies["verdict"],
         "c_t": copies.get("c_t", {}).get("value"),
     }
-    return {"row": row, "checkpoint": str(ckpt), "data": str(data_path), "curve": curve, "metrics": metrics,
-            "sweep": sweep, "copycheck": copies}
+    return {"row": row, "checkpoint": str(ckpt), "train": str(train_path), "reference": str(reference),
+            "data": str(train_path), "curve": curve, "metrics": metrics, "sweep": sweep, "copycheck": copies,
+            "heldout": heldout, "selection": selection,
+            "selection_seeds": selection["seeds"] if selection else None, "report_seeds": report_gen.seed_range(),
+            "networks": network_summary(ckpt), "_real": real, "_fake": fake}
 
 
-def summarise(items: list[dict], opts: ReportOptions) -> str:
-    """A few sentences a researcher can paste: which checkpoint is best and why, in numbers."""
+def compare_items(items: list[dict], opts: ReportOptions) -> list[dict]:
+    """Every pair of items: ΔFID = FID(a) − FID(b) with a paired bootstrap interval over their shared reference."""
+    from itertools import combinations
+
+    out = []
+    for x, y in combinations(items, 2):
+        a, b = x["row"]["name"], y["row"]["name"]
+        if x["reference"] != y["reference"] or x["_real"].extractor != y["_real"].extractor:
+            out.append({"a": a, "b": b, "delta_fid": x["row"]["fid"] - y["row"]["fid"], "ci_low": None,
+                        "ci_high": None, "p_a_better": None,
+                        "verdict": f"{a} and {b} are scored against different reference sets ({x['reference']}, "
+                                   f"{y['reference']}); pass --reference to compare them"})
+            continue
+        if opts.bootstrap < 2:
+            out.append({"a": a, "b": b, "delta_fid": x["row"]["fid"] - y["row"]["fid"], "ci_low": None,
+                        "ci_high": None, "p_a_better": None,
+                        "verdict": f"no paired interval for {a} vs {b} (--bootstrap {opts.bootstrap}); no ranking"})
+            continue
+        d = paired_fid_difference(x["_real"].require_features("paired ΔFID"), x["_fake"].features,
+                                  y["_fake"].features, num_bootstrap=opts.bootstrap, seed=opts.seed, a=a, b=b)
+        out.append({**d.to_dict(), "verdict": d.verdict()})
+    return out
+
+
+def conventions(items: list[dict], opts: ReportOptions) -> dict:
+    m = items[0]["metrics"]
+    sel = next((it["selection_seeds"] for it in items if it["selection_seeds"]), None)
+    return {"selection_seeds": sel, "report_seeds": items[0]["report_seeds"], "noise_mode": opts.noise_mode,
+            "num_gen": opts.num_gen, "num_real": m["num_real"], "sweep_num_gen": opts.sweep_num_gen,
+            "copycheck_num_gen": opts.copycheck_num_gen, "extractor": m["feature_extractor"]["name"],
+            "extractor_id": m["feature_extractor"]["id"], "k_pr": m.get("k_pr"), "k_dc": m.get("k_dc"),
+            "kid_subsets": m.get("kid_subsets"), "kid_subset_size": m.get("kid_subset_size"),
+            "bootstrap": opts.bootstrap, "references": sorted({it["reference"] for it in items}),
+            "heldout": opts.heldout}
+
+
+def conventions_text(conv: dict) -> str:
+    sel = (f"snapshots chosen by FID on selection seeds {_range(conv['selection_seeds'])}, then every number "
+           "measured on " if conv["selection_seeds"] else "every number measured on ")
+    return (f"Conventions: {sel}fresh report seeds {_range(conv['report_seeds'])} (noise mode "
+            f"{conv['noise_mode']}); N = {conv['num_gen']} generated per model and {conv['num_real']} reference "
+            f"images ({', '.join(conv['references'])}), {conv['sweep_num_gen']} per ψ in the sweep, "
+            f"{conv['copycheck_num_gen']} in the copy check; {conv['extractor']} features ({conv['extractor_id']}); "
+            f"precision/recall k = {conv['k_pr']}, density/coverage k = {conv['k_dc']}; KID from "
+            f"{conv['kid_subsets']} subsets of {conv['kid_subset_size']}; {conv['bootstrap']} bootstrap resamples "
+            "per interval. FID is biased upward by O(1/N) at every N, by an amount that depends on the generator "
+            "(Chong & Forsyth 2020), so equal N alone does not settle a ranking: the paired comparisons do.")
+
+
+def summarise(items: list[dict], opts: ReportOptions, comparisons: list[dict] | None = None) -> str:
+    """A few sentences a researcher can paste, claiming only what the intervals support."""
     rows = sorted((it["row"] for it in items), key=lambda r: r["fid"])
-    best = rows[0]
-    lines = [f"Best checkpoint by FID: **{best['name']}** ({best['disc']} discriminator, {best['kimg']:g} kimg): "
-             f"FID {best['fid']:.2f}" + (f" (95% bootstrap CI {best['fid_low']:.2f}–{best['fid_high']:.2f}, "
-                                          f"{opts.bootstrap} resamples)" if best["fid_low"] is not None else "")
-             + f", KID {best['kid']:.4f} ± {best['kid_std']:.4f}, precision {best['precision']:.3f}, "
-             f"recall {best['recall']:.3f}, density {best['density']:.3f}, coverage {best['coverage']:.3f}."]
-    for other in rows[1:]:
-        overlap = (best["fid_high"] is not None and other["fid_low"] is not None
-                   and other["fid_low"] <= best["fid_high"])
-        verdict = ("the confidence intervals overlap, so the ranking is not settled at this sample size"
-                   if overlap else "the confidence intervals do not overlap")
-        lines.append(f"It beats **{other['name']}** ({other['disc']}, FID {other['fid']:.2f}) by "
-                     f"{other['fid'] - best['fid']:.2f} FID; {verdict}. Recall {best['recall']:.3f} vs "
-                     f"{other['recall']:.3f}, coverage {best['coverage']:.3f} vs {other['coverage']:.3f}.")
-    sweeps = {it["row"]["name"]: it["sweep"]["rows"] for it in items}
+    by_name = {it["row"]["name"]: it for it in items}
+    lines = []
     for r in rows:
-        at_one = next((s["fid"] for s in sweeps[r["name"]] if s["psi"] == 1.0), None)
-        compare = f" vs {at_one:.2f} at ψ = 1" if at_one is not None and r["best_psi"] != 1.0 else ""
-        lines.append(f"{r['name']}: best truncation ψ = {r['best_psi']:g} (sweep FID {r['best_fid']:.2f}{compare}, "
-                     f"{opts.sweep_num_gen} samples per ψ); copy check: {r['copy_verdict']} (copy score "
-                     f"{r['copy_score']:.3f}, AuthPct {r['authpct']:.1f}%"
+        it = by_name[r["name"]]
+        sel = it["selection"]
+        chosen = (f"snapshot {sel['snapshot']} of {sel['snapshots']}, chosen on selection seeds "
+                  f"{_range(sel['seeds'])} (selection FID {sel['fid']:.2f}); " if sel else "")
+        ci = (f" (bootstrap interval {r['fid_low']:.2f}–{r['fid_high']:.2f})" if r["fid_low"] is not None else "")
+        held = (f", held-out FID {r['fid_heldout']:.2f} (gap {r['fid_gap']:+.2f})" if r["fid_heldout"] is not None
+                else "")
+        lines.append(f"**{r['name']}** ({r['disc']} discriminator, {r['kimg']:g} kimg; {chosen}on report seeds "
+                     f"{_range(it['report_seeds'])}): FID {r['fid']:.2f}{ci}{held}, KID {r['kid']:.4f} ± "
+                     f"{r['kid_std']:.4f}, precision {r['precision']:.3f}, recall {r['recall']:.3f}, density "
+                     f"{r['density']:.3f}, coverage {r['coverage']:.3f}.")
+    for c in comparisons or []:
+        text = c["verdict"]
+        lines.append(text[0].upper() + text[1:] + ".")
+    for r in rows:
+        sw = by_name[r["name"]]["sweep"]
+        lines.append(f"{r['name']}: truncation: {sw['best_text']}; copy check (training data): {r['copy_verdict']} "
+                     f"(copy score {r['copy_score']:.3f}, AuthPct {r['authpct']:.1f}%"
                      + (f", C_T {r['c_t']:.2f}" if r["c_t"] is not None else "") + ").")
-    n_real = items[0]["metrics"]["num_real"]
-    lines.append(f"All metrics use Inception-v3 pool3 features, clean-fid's resize, {opts.num_gen} generated samples "
-                 f"and {n_real} real images; FID from fewer than 2048 images per set is biased upward, so compare "
-                 "only at equal counts.")
+    lines.append(conventions_text(conventions(items, opts)))
     return "\n\n".join(lines)
 
 
@@ -158,63 +257,75 @@ def _data_uri(path: str | Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
 
 
-def _html_table(rows: list[dict], columns: list[str]) -> str:
-    from .tables import fmt
-
-    head = "".join(f"<th>{html.escape(HEADERS.get(c, c))}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(fmt(c, r.get(c)))}</td>" for c in columns) + "</tr>"
-                   for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _html_page(title: str, summary: str, rows: list[dict], figures: list[tuple[str, str]], items: list[dict],
-               sections: list[ReportSection]) -> str:
+def _html_page(title: str, summary: str, rows: list[dict], columns: list[str], column_headers: dict,
+               figures: list[tuple[str, str]], items: list[dict], sections: list[ReportSection],
+               comparisons: list[dict]) -> str:
+    """The self-contained page, rendered from templates/report.html.j2 with autoescaping on."""
     import re
 
+    import jinja2
+    from markupsafe import Markup, escape
+
+    from .tables import fmt
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader("evalkit.reports", "templates"),
+                             autoescape=True, trim_blocks=True, lstrip_blocks=True)
     bold = re.compile(r"[*][*](.+?)[*][*]")
-    paragraphs = summary.split("\n\n")
-    summary_html = "".join("<p>" + bold.sub(r"<b>\1</b>", html.escape(p)) + "</p>" for p in paragraphs)
-    figs = "".join(f"<figure><img src='{_data_uri(p)}' alt='{html.escape(c)}'><figcaption>{html.escape(c)}"
-                   "</figcaption></figure>" for c, p in figures)
-    details = ""
+    paragraphs = [Markup(bold.sub(r"<b>\1</b>", str(escape(p)))) for p in summary.split("\n\n")]
+    details = []
     for it in items:
-        name = it["row"]["name"]
         sweep_rows = it["sweep"]["rows"]
-        cols = [c for c in ("psi", "fid", "kid", "precision", "recall", "density", "coverage") if c in sweep_rows[0]]
-        details += (f"<h3>{html.escape(name)}</h3><p>checkpoint <code>{html.escape(it['checkpoint'])}</code>, "
-                    f"data <code>{html.escape(it['data'])}</code></p>" + _html_table(sweep_rows, cols)
-                    + f"<p>{html.escape(it['copycheck']['threshold_rule'])}</p>")
-    sections_html = "".join(f"<h2>{html.escape(s.title)}</h2><pre>{html.escape(s.text)}</pre>" for s in sections)
-    css = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
-           "table{border-collapse:collapse;margin:1em 0;font-size:14px}th,td{border:1px solid #ccc;padding:4px 8px;"
-           "text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}"
-           "figure{display:inline-block;margin:1em;vertical-align:top}img{max-width:560px;border:1px solid #ddd}"
-           "figcaption{font-size:13px;color:#555}code{font-size:12px}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{css}</style></head><body><h1>{html.escape(title)}</h1><h2>Summary</h2>{summary_html}"
-            f"<h2>Comparison</h2>{_html_table(rows, COLUMNS)}<h2>Figures</h2>{figs}<h2>Per model</h2>{details}"
-            f"{sections_html}<p style='color:#777;font-size:12px'>evalkit {__version__}, "
-            f"{time.strftime('%Y-%m-%d %H:%M')}</p></body></html>")
+        cols = [c for c in ("psi", "fid", "fid_low", "fid_high", "delta_vs_1", "delta_low", "delta_high", "kid",
+                            "precision", "recall", "density", "coverage", "num_gen") if any(c in r for r in sweep_rows)]
+        details.append({"name": it["row"]["name"], "checkpoint": it["checkpoint"], "train": it["train"],
+                        "reference": it["reference"], "networks": it["networks"], "sweep_columns": cols,
+                        "sweep_rows": sweep_rows, "best_text": it["sweep"]["best_text"],
+                        "threshold_rule": it["copycheck"]["threshold_rule"]})
+    return env.get_template("report.html.j2").render(
+        title=title, paragraphs=paragraphs, rows=rows, columns=columns, headers=column_headers, fmt=fmt,
+        figures=[(c, _data_uri(p)) for c, p in figures], details=details, sections=sections,
+        comparisons=comparisons, version=__version__, date=time.strftime("%Y-%m-%d %H:%M"))
 
 
 def build_report(specs: list[str | Path], out_dir: str | Path, data=None, opts: ReportOptions | None = None, *,
                  device=None, progress: bool = True, log=print, title: str | None = None,
-                 sections: list[ReportSection] = (), **extraction) -> dict:
+                 sections=(), train=None, **extraction) -> dict:
+    """The report over `specs` (run dirs and checkpoints). `train` (alias `data`) overrides every item's
+    training data; `sections` are ReportSections, or callables `rows -> ReportSection` called once the
+    rows exist (a human study's section shows each row's FID)."""
     opts = opts or ReportOptions()
+    train = train or data
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if opts.heldout:
+        from ..sources.overlap import assert_disjoint
+
+        trains = {str(train)} if train else set()
+        if not train:
+            for spec in specs:
+                spec = Path(spec)
+                trains.add(str(run_training_data(open_run(spec)) if is_run_dir(spec) else _checkpoint_data(spec, None)))
+        for t in sorted(trains):
+            assert_disjoint(t, opts.heldout)
     used: set = set()
-    items = [analyse_item(spec, _item_name(Path(spec), used), data, out, opts, device=device, progress=progress,
+    items = [analyse_item(spec, _item_name(Path(spec), used), train, out, opts, device=device, progress=progress,
                           log=log, **extraction) for spec in specs]
     rows = [it["row"] for it in items]
+    sections = [s(rows) if callable(s) else s for s in sections]
+    comparisons = compare_items(items, opts)
+    conv = conventions(items, opts)
     title = title or "Checkpoint comparison"
-    tables = write_table(rows, COLUMNS, out / "report", title=title, headers=HEADERS)
+    column_headers = headers(opts)
+    columns = COLUMNS
+    tables = write_table(rows, columns, out / "report", title=f"{title}. {conventions_text(conv)}",
+                         headers=column_headers)
     figures = []
     curves = {it["row"]["name"]: it["curve"] for it in items if it["curve"]}
     if curves:
-        figures.append(("FID against training progress (best snapshot starred)",
+        figures.append((f"FID against training progress on selection seeds {_range(conv['selection_seeds'])} "
+                        "(best snapshot starred; its reported FID uses the report seeds)",
                         fid_vs_kimg(curves, out / "fid_vs_kimg.png")))
-    figures.append(("FID against truncation ψ", metric_vs_psi(
+    figures.append((f"FID against truncation ψ (N = {opts.sweep_num_gen} per ψ, report seeds)", metric_vs_psi(
         {it["row"]["name"]: [(r["psi"], r["fid"]) for r in it["sweep"]["rows"]] for it in items}, out / "fid_vs_psi.png")))
     figures.append(("Precision against recall across ψ", precision_recall(
         {it["row"]["name"]: [(r["psi"], r["precision"], r["recall"]) for r in it["sweep"]["rows"]] for it in items},
@@ -222,16 +333,19 @@ def build_report(specs: list[str | Path], out_dir: str | Path, data=None, opts: 
     for it in items:
         figures.append((f"{it['row']['name']}: samples per ψ (same seeds)", it["sweep"]["files"]["strip"]))
         figures.append((f"{it['row']['name']}: nearest training images — {it['copycheck']['verdict']}", it["copycheck"]["grid"]))
-    summary = summarise(items, opts)
+    summary = summarise(items, opts, comparisons)
     for section in sections:
         if section.summary:
             summary += "\n\n" + section.summary
     write_text_atomic(out / "summary.md", f"# {title}\n\n{summary}\n")
     page = out / "report.html"
-    write_text_atomic(page, _html_page(title, summary, rows, figures, items, list(sections)))
-    result = {"title": title, "rows": rows, "summary": summary, "files": {**tables, "html": str(page),
-              "summary": str(out / "summary.md")}, "figures": {c: str(p) for c, p in figures},
-              "items": [{k: it[k] for k in ("checkpoint", "data", "curve")} for it in items],
+    write_text_atomic(page, _html_page(title, summary, rows, columns, column_headers, figures, items, sections,
+                                       comparisons))
+    result = {"title": title, "rows": rows, "summary": summary, "comparisons": comparisons, **conv,
+              "conventions": conv, "files": {**tables, "html": str(page), "summary": str(out / "summary.md")},
+              "figures": {c: str(p) for c, p in figures},
+              "items": [{k: it[k] for k in ("checkpoint", "train", "reference", "data", "curve", "selection_seeds",
+                                            "report_seeds", "selection", "heldout", "networks")} for it in items],
               "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(opts).items()},
               "sections": {s.title: s.data for s in sections}}
     write_text_atomic(out / "report.json", json.dumps(result, indent=2, default=str))

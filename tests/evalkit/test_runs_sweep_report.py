@@ -35,7 +35,12 @@ def test_fid_over_run_writes_curve_and_only_computes_new_snapshots(tmp_path, tin
     kimgs = [r["kimg"] for r in first["snapshots"]]
     assert kimgs == sorted(kimgs) and len(kimgs) == 2
     assert first["computed"] == 2 and first["reused"] == 0
-    assert first["best"]["fid"] == min(r["fid"] for r in first["snapshots"])
+    # chosen on the selection seeds, reported on a disjoint fresh range (no winner's curse)
+    assert first["best"]["selection_fid"] == min(r["fid"] for r in first["snapshots"])
+    sel, rep = first["selection_seeds"], first["report_seeds"]
+    assert sel == [0, 23] and rep == [1_000_000, 1_000_023] and (sel[1] < rep[0] or rep[1] < sel[0])
+    assert first["best"]["fid"] != first["best"]["selection_fid"]
+    assert first["noise_mode"] == "random" and first["extractor"] == "inception"
     with open(out / "fid.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["snapshot"] for r in rows] == [s.path.name for s in list_snapshots(run)]
@@ -92,19 +97,25 @@ def test_metrics_are_computed_from_one_feature_pass_per_source(tiny_runs, avatar
 def test_sweep_files_columns_and_collapse_at_psi_zero(tmp_path, tiny_runs, avatars32):
     out = tmp_path / "sweep"
     result = truncation_sweep(tiny_runs["vit"], avatars32, (1.0, 0.5, 0.0), GenerationOptions(num_gen=16),
-                              out, strip_seeds=3, **CPU, **QUIET)
+                              out, strip_seeds=3, bootstrap=5, **CPU, **QUIET)
     for name in ("sweep.csv", "sweep.md", "sweep.tex", "sweep.json", "fid_vs_psi.png", "precision_recall.png",
                  "truncation_strip.png"):
         assert (out / name).is_file(), name
     with open(out / "sweep.csv") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["psi", "fid", "kid", "kid_std", "precision", "recall", "density", "coverage",
-                             "num_gen"]
+    assert list(rows[0]) == ["psi", "fid", "fid_low", "fid_high", "delta_vs_1", "delta_low", "delta_high", "kid",
+                             "kid_std", "precision", "recall", "density", "coverage", "num_gen"]
     assert [float(r["psi"]) for r in rows] == [1.0, 0.5, 0.0]
+    assert rows[0]["delta_vs_1"] == "" and all(r["fid_low"] and r["delta_low"] for r in rows[1:])
     # psi = 0 maps every seed to w_avg: one image repeated, so its k-NN balls have radius 0 and
     # no real image can fall inside one
     assert float(rows[2]["recall"]) == 0.0
-    assert result["best_psi"] in (1.0, 0.5, 0.0)
+    # a best psi only where its paired interval against psi = 1 lies below 0
+    best = next((r for r in result["rows"] if r["psi"] == result["best_psi"]), None)
+    if best is None:
+        assert result["best_text"].startswith("no ψ is better than 1 at this N (N = 16 generated")
+    else:
+        assert best["psi"] != 1.0 and best["delta_high"] < 0
     from PIL import Image
 
     with Image.open(out / "truncation_strip.png") as strip:
@@ -139,7 +150,11 @@ def test_copycheck_command_finds_planted_copies(tmp_path, avatars32, capsys):
 def test_report_files_and_columns(tmp_path, tiny_runs, avatars32):
     out = tmp_path / "report"
     opts = ReportOptions(num_gen=24, sweep_num_gen=16, copycheck_num_gen=16, psis=(1.0, 0.5), bootstrap=5)
-    build_report([tiny_runs["resnet"], tiny_runs["vit"]], out, opts=opts, **CPU, **QUIET)
+    from evalkit.reports.report import ReportSection
+
+    def late_section(rows):   # called once the rows exist, as harness passes a study's section
+        return ReportSection("Extra <b>", "x < y & z", {"names": [r["name"] for r in rows]}, summary="Extra paragraph.")
+    build_report([tiny_runs["resnet"], tiny_runs["vit"]], out, opts=opts, sections=[late_section], **CPU, **QUIET)
     for name in ("report.md", "report.csv", "report.tex", "report.html", "summary.md", "report.json",
                  "fid_vs_kimg.png", "fid_vs_psi.png", "precision_recall.png"):
         assert (out / name).is_file(), name
@@ -152,10 +167,25 @@ def test_report_files_and_columns(tmp_path, tiny_runs, avatars32):
         assert r["copy_verdict"] in ("no sign of copying",) or "look copied" in r["copy_verdict"]
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 3 + 2 * 2  # 3 plots + strip and grid per model
-    assert "<table>" in page and "src='http" not in page  # self-contained
+    assert "<table>" in page and "src='http" not in page and 'src="http' not in page  # self-contained
+    assert "x &lt; y &amp; z" in page and "Extra &lt;b&gt;" in page   # the template escapes every value
     assert r"\begin{tabular}" in (out / "report.tex").read_text()
-    best = min(rows, key=lambda r: float(r["fid"]))["name"]
-    assert f"Best checkpoint by FID: **{best}**" in (out / "summary.md").read_text()
+    summary = (out / "summary.md").read_text()
+    report = json.loads((out / "report.json").read_text())
+    assert report["sections"] == {"Extra <b>": {"names": ["resnet", "vit"]}} and "Extra paragraph." in summary
+    [c] = report["comparisons"]
+    assert (c["a"], c["b"]) == ("resnet", "vit") and c["ci_low"] <= c["delta_fid"] <= c["ci_high"]
+    assert 0 <= c["p_a_better"] <= 1
+    if c["ci_low"] <= 0 <= c["ci_high"]:
+        assert "No difference detectable at N = 24" in summary
+        assert "resnet is better than vit" not in summary and "vit is better than resnet" not in summary
+    else:
+        assert "resnet is better than vit" in summary or "vit is better than resnet" in summary
+    assert report["selection_seeds"] == [0, 23] and report["report_seeds"] == [1_000_000, 1_000_023]
+    assert report["noise_mode"] == "random" and report["extractor"] and report["num_real"] == 48
+    assert "selection seeds 0..23" in summary and "report seeds 1000000..1000023" in summary
+    assert [i["networks"]["D"]["kind"] for i in report["items"]] == ["resnet", "vit"]
+    assert all(float(r["d_params"]) > 0 for r in rows)
 
 
 def test_bootstrap_interval_is_centred_on_the_estimate():

@@ -13,7 +13,8 @@ def test_demo_smoke_writes_everything_it_promises(tmp_path, capsys, serve_study,
     out = tmp_path / "demo"
     assert evalkit_main(["demo", "--out", str(out), "--preset", "smoke", "--device", "cpu", "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert "study-app serve" in printed and "Best checkpoint by FID" in printed
+    assert "study-app serve" in printed and "report seeds 1000000..1000031" in printed
+    assert "best ψ = -" not in printed    # the default grid stays in [0, 1]
 
     assert len(list((out / "data" / "train").glob("*.png"))) == 64
     assert len(list((out / "data" / "heldout").glob("*.png"))) == 32
@@ -36,6 +37,13 @@ def test_demo_smoke_writes_everything_it_promises(tmp_path, capsys, serve_study,
     demo = json.loads((out / "demo.json").read_text())
     assert set(demo["best_fid"]) == {"resnet", "vit"}
     assert all(float(r["fid"]) == demo["best_fid"][r["name"]] for r in rows)
+    assert all(float(r["fid_heldout"]) == demo["heldout_fid"][r["name"]] for r in rows)   # held-out FID
+    [c] = demo["comparisons"]   # the two generators ranked only through a paired interval
+    assert c["ci_low"] <= c["delta_fid"] <= c["ci_high"]
+    summary = (out / "summary.md").read_text()
+    assert ("is better than" in c["verdict"]) == (c["ci_high"] < 0 or c["ci_low"] > 0)
+    assert c["verdict"][1:] in summary
+    assert demo["selection_seeds"] == [0, 31] and demo["report_seeds"] == [1_000_000, 1_000_031]
     assert demo["serve_command"].endswith(f"study-app serve {out / 'study'} --port 8501")
 
     from study_app import Study
