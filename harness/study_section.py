@@ -65,9 +65,8 @@ def _summary(report, table: list[dict]) -> str:
         people = (" ".join(detected) if detected else
                   f"no condition looked detectably more real than another at N = {ranking.trials} comparisons")
         text = f"Human study (pairwise, {ranking.participants} participants): {people}"
-        if len(with_fid) >= 2:
-            by_fid = [t["condition"] for t in sorted(with_fid, key=lambda t: t["fid"])]
-            text += f" By FID (lower is better) the order is {' > '.join(by_fid)}."
+        if len(with_fid) >= 2:  # FIDs are ordered only by the report's paired comparisons, not by sorting
+            text += " Whether their FIDs differ is in the report's paired comparisons."
         return text
     return (f"Human study ({report.design}, {report.participants_analysed} participants analysed): {report.verdict} "
             "Each condition's accuracy is next to its FID in the section below.")

@@ -37,26 +37,6 @@ def check_metric_space(metrics, extractor) -> None:
                            "them in another feature space).")
 
 
-def centred_interval(estimate: float, samples: np.ndarray, confidence: float) -> tuple[float, float]:
-    """Percentile interval of bootstrap FIDs, re-centred on the full-sample FID.
-
-    Not what `compute_metrics` reports: that is the basic interval (`metrics.bootstrap.basic_interval`),
-    an interval for the population FID. This one keeps the draws' spread around the estimate, so it is
-    at best an interval for the expected FID at this N, and it is labelled as neither.
-
-    A resample drawn with replacement holds only ~63% distinct images, and FID is biased upward as
-    the number of distinct images falls, so raw bootstrap FIDs sit above the estimate (often the
-    whole percentile interval does, at small N). Their spread measures the sampling variability;
-    their location is an artefact. Shifting the draws by their mean bias (mean − estimate) keeps
-    the spread and puts the interval around the number being reported.
-    """
-    samples = np.asarray(samples, np.float64)
-    shifted = samples - (samples.mean() - estimate)
-    alpha = (1 - confidence) / 2
-    low, high = np.quantile(shifted, [alpha, 1 - alpha])
-    return float(low), float(high)
-
-
 def compute_metrics(real: FeatureSet, fake: FeatureSet, metrics=ALL_METRICS, *, bootstrap: int = 0,
                     confidence: float = 0.95, kid_subsets: int = 100, kid_subset_size: int = 1000,
                     k_pr: int = 3, k_dc: int = 5, seed: int = 0, infinity: bool = True,

@@ -37,13 +37,13 @@ from .tables import write_table
 
 COLUMNS = ["name", "disc", "d_params", "d_lr", "kimg", "fid", "fid_low", "fid_high", "kid", "kid_std",
            "fid_heldout", "kid_heldout", "fid_gap", "precision", "recall", "density", "coverage", "best_psi",
-           "best_fid", "copy_score", "authpct", "copy_verdict", "c_t"]
+           "best_fid", "copy_score", "authpct", "copy_verdict", "c_t", "c_t_z"]
 HEADERS = {"name": "model", "disc": "D", "d_params": "D params", "d_lr": "D lr", "kimg": "kimg", "fid": "FID",
            "fid_low": "FID CI low", "fid_high": "FID CI high", "kid": "KID", "kid_std": "KID std",
            "fid_heldout": "FID held-out", "kid_heldout": "KID held-out", "fid_gap": "FID gap (held-out − train)",
            "precision": "precision", "recall": "recall", "density": "density", "coverage": "coverage",
            "best_psi": "best ψ", "best_fid": "FID at best ψ", "copy_score": "copy score", "authpct": "AuthPct",
-           "copy_verdict": "copying", "c_t": "C_T"}
+           "copy_verdict": "copying", "c_t": "C_T", "c_t_z": "C_T z"}
 
 
 def headers(opts: "ReportOptions") -> dict:
@@ -166,7 +166,7 @@ def analyse_item(spec: str | Path, name: str, train, out: Path, opts: ReportOpti
         "precision": metrics["precision"], "recall": metrics["recall"], "density": metrics["density"],
         "coverage": metrics["coverage"], "best_psi": sweep["best_psi"], "best_fid": sweep["best_fid"],
         "copy_score": copies["copy_score"], "authpct": copies["authpct"], "copy_verdict": copies["verdict"],
-        "c_t": copies.get("c_t", {}).get("value"),
+        "c_t": copies.get("c_t", {}).get("value"), "c_t_z": copies.get("c_t", {}).get("z"),
     }
     return {"row": row, "checkpoint": str(ckpt), "train": str(train_path), "reference": str(reference),
             "data": str(train_path), "curve": curve, "metrics": metrics, "sweep": sweep, "copycheck": copies,
@@ -248,7 +248,8 @@ def summarise(items: list[dict], opts: ReportOptions, comparisons: list[dict] | 
         sw = by_name[r["name"]]["sweep"]
         lines.append(f"{r['name']}: truncation: {sw['best_text']}; copy check (training data): {r['copy_verdict']} "
                      f"(copy score {r['copy_score']:.3f}, AuthPct {r['authpct']:.1f}%"
-                     + (f", C_T {r['c_t']:.2f}" if r["c_t"] is not None else "") + ").")
+                     + (f", C_T {r['c_t']:.2f}, z = {r['c_t_z']:.2f}: {by_name[r['name']]['copycheck']['c_t']['verdict']}"
+                        if r["c_t"] is not None else "") + ").")
     lines.append(conventions_text(conventions(items, opts)))
     return "\n\n".join(lines)
 
