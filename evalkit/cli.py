@@ -5,6 +5,8 @@
   evalkit metrics REAL FAKE    FID, KID, precision/recall, density/coverage from one feature pass
   evalkit copycheck GEN --train DIR [--heldout DIR]   is the generator copying its training set?
   evalkit sweep CKPT --data DIR                       every metric per truncation psi
+  evalkit ppl CKPT|RUN_DIR                            perceptual path length (LPIPS-VGG16)
+  evalkit calibrate --train DIR --heldout DIR         what each metric's value means on your data
   evalkit report RUN_DIR ... --out DIR                tables, plots and an HTML page comparing runs
   evalkit stats SRC -o FILE.npz                       statistics (and features) saved once
   evalkit weights status|install, evalkit cache list|clear
@@ -231,6 +233,29 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_ppl(args) -> int:
+    from harness_base.device import select_device
+
+    from .reports.ppl import perceptual_path_length
+
+    result = perceptual_path_length(args.checkpoint, num_samples=args.num, epsilon=args.epsilon, space=args.space,
+                                    sampling=args.sampling, crop=args.crop, seed=args.seed,
+                                    device=select_device(args.device),
+                                    noise_mode=args.noise_mode, batch_size=args.batch_size,
+                                    progress=not args.quiet)
+    summary = result.summary()
+    if args.json:
+        _print_json(summary)
+        return 0
+    for note in result.notes:
+        _say(note)
+    print(f"{result.name} {result.ppl:.4g}  [{result.ci_low:.4g}, {result.ci_high:.4g}]  "
+          f"(N = {result.num_samples} paths, epsilon {result.epsilon:g}, crop {'on' if result.crop else 'off'}, "
+          f"seed {result.seed}, noise {result.noise_mode}, {result.lpips_id})")
+    print(f"interval: {result.interval}")
+    return 0
+
+
 def report_options(args):
     from .reports.report import ReportOptions
 
@@ -437,6 +462,27 @@ def build_parser(extend=None) -> argparse.ArgumentParser:
     _add_generation_options(p, RUN_NUM_GEN, "samples per psi", psi=False)
     _add_extraction_options(p)
     p.set_defaults(func=cmd_sweep)
+
+    p = commands["ppl"] = add(
+        "ppl", "perceptual path length (StyleGAN's ppl_wend / ppl_zend) with LPIPS-VGG16 v0.1",
+        "Perceptual path length (Karras et al. 2019) of a checkpoint, or of a run dir's latest snapshot: LPIPS-VGG16 "
+        "between images epsilon apart on random latent paths, divided by epsilon^2, the mean within the 1st-99th "
+        "percentile as in stylegan2-ada-pytorch, with a bootstrap interval over the paths.")
+    p.add_argument("checkpoint", help="checkpoint file, or run dir (its latest snapshot is measured)")
+    p.add_argument("--num", type=int_at_least(2), default=50_000, help="paths (default 50000, as StyleGAN2-ADA)")
+    p.add_argument("--space", choices=("w", "z"), default="w", help="interpolate in W (ppl_wend) or Z (ppl_zend)")
+    p.add_argument("--sampling", choices=("end", "full"), default="end", help="t = 0 (end) or t ~ U(0,1) (full)")
+    p.add_argument("--epsilon", type=finite_float, default=1e-4, help="step along the path (default 1e-4)")
+    p.add_argument("--crop", action="store_true", help="StyleGAN's centre crop for aligned FFHQ faces "
+                   "(used by the official ppl_wend; off by default)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the latent paths and the noise")
+    p.add_argument("--noise-mode", choices=("random", "const"), default="random",
+                   help="per-pixel noise, shared by both ends of each path (default random, as StyleGAN2-ADA)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="paths per pass (default 16 CPU, 64 GPU)")
+    convention.add_device(p)
+    convention.add_quiet(p)
+    convention.add_json(p)
+    p.set_defaults(func=cmd_ppl)
 
     p = commands["report"] = add("report", REPORT_HELP)
     add_report_arguments(p)
