@@ -196,15 +196,19 @@ def calibration_scale(train, heldout, out_dir=None, *, num: int | None = None, s
                               f"got {src.path}.")
     extraction = dict(device=device, batch_size=batch_size, num_workers=num_workers, use_cache=use_cache,
                       progress=progress, extractor=extractor)
-    t = feature_set(train_src, "training", **extraction)
-    h = feature_set(held_src, "held-out", **extraction)
-    train_images, _ = _load_images(train_src, "--train")
-    held_images, _ = _load_images(held_src, "--heldout")
+    train_images, train_names = _load_images(train_src, "--train")
+    held_images, held_names = _load_images(held_src, "--heldout")
     overlap = set(_hashes(train_images)) & set(_hashes(held_images))
     if overlap:
         raise SourceError(
             f"{len(overlap)} held-out image(s) are pixel-identical to training images; the held-out set must be "
             "images the model never saw, or the floor and the copy rates mean nothing. Remove them and run again.")
+    t = feature_set(train_src, "training", **extraction)
+    h = feature_set(held_src, "held-out", **extraction)
+    for fs, names in ((t, train_names), (h, held_names)):   # copies pair image i with feature row i
+        if list(fs.names) != names:
+            raise EvalkitError(f"the features of {fs.path} are not in the order of its files; clear the cache "
+                               "(`evalkit cache clear`) and run again.")
     rng = np.random.default_rng(seed)
     held_idx = np.arange(len(held_images))
     if num is not None and num < len(held_idx):
