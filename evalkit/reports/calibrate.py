@@ -205,8 +205,8 @@ def calibration_scale(train, heldout, out_dir=None, *, num: int | None = None, s
             "images the model never saw, or the floor and the copy rates mean nothing. Remove them and run again.")
     t = feature_set(train_src, "training", **extraction)
     h = feature_set(held_src, "held-out", **extraction)
-    for fs, names in ((t, train_names), (h, held_names)):   # copies pair image i with feature row i
-        if list(fs.names) != names:
+    for fs, files in ((t, train_names), (h, held_names)):   # copies pair image i with feature row i
+        if list(fs.names) != files:
             raise EvalkitError(f"the features of {fs.path} are not in the order of its files; clear the cache "
                                "(`evalkit cache clear`) and run again.")
     rng = np.random.default_rng(seed)
