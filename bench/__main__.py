@@ -1,4 +1,4 @@
-"""Run a benchmark: `python -m bench fid|metrics|gan|study|gpu|all [options]`.
+"""Run a benchmark: `python -m bench fid|metrics|gan|study|ppl|gpu|all [options]`.
 
 Each benchmark prints a table of figures next to the reference tool run on the same input.
 """
@@ -10,6 +10,7 @@ BENCHMARKS = {
     "metrics": "bench.metrics",  # P/R/D/C vs prdc, full metrics vs FID alone, sweep vs separate clean-fid runs
     "gan": "bench.gan",          # training throughput for both discriminators
     "study": "bench.study",      # concurrent simulated participants through the storage layer
+    "ppl": "bench.ppl",          # PPL paths/s at 32/64 px, evalkit calibrate wall time (CPU)
     "gpu": "bench.gpu",          # the one GPU check: cuda tests, 256 px s/kimg vs SG2ADA, 10k FID vs clean-fid
 }
 
