@@ -280,6 +280,7 @@ def cmd_calibrate(args) -> int:
     if args.json:
         _print_json(result)
         return 0
+    _print_warnings(result["warnings"])
     print(result["table"])
     if "copy_rule" in result:
         print(f"copy%: share flagged by the copy check; {result['copy_rule']}")

@@ -221,7 +221,7 @@ def calibration_scale(train, heldout, out_dir=None, *, num: int | None = None, s
     train_for_lpips = _resize(train_images, size)
     ex_name = t.extractor
 
-    rows = []
+    rows, warned = [], []
     for i, name in enumerate(names, 1):
         s = BY_NAME[name]
         log(f"[{i}/{len(names)}] {name}: {s.description}")
@@ -246,6 +246,7 @@ def calibration_scale(train, heldout, out_dir=None, *, num: int | None = None, s
             imgs[slots], feats[slots] = train_for_lpips[sources], train_f[sources]
         standin = _feature_set_of(name, feats, ex_name)
         m = compute_metrics(t, standin, METRICS, seed=seed, device=device)
+        warned += [w for w in m.get("warnings", []) if w not in warned]
         row = {"standin": name, "kind": s.kind, "strength": s.strength, "description": s.description,
                "num": len(feats), **{k: m.get(k) for k in COLUMNS if k in m}}
         if copy_check:
@@ -261,6 +262,7 @@ def calibration_scale(train, heldout, out_dir=None, *, num: int | None = None, s
                         "single values at the stated N, no intervals; KID/P/R/D/C settings as "
                         "compute_metrics' defaults (KID 100 subsets of up to 1000, k = 3 for P/R, 5 for D/C)"),
         "rows": rows,
+        "warnings": warned,
     }
     if rows and copy_check:
         result["copy_rule"] = rows[0]["copy_rule"]

@@ -42,6 +42,15 @@ def test_stand_ins_land_where_they_must(avatars_a, held_out, tmp_path, capsys):
     assert (out / "calibrate.png").stat().st_size > 5000
 
 
+def test_a_held_out_subset_and_a_stand_in_subset(avatars_a, held_out):
+    res = cal.calibration_scale(avatars_a, held_out, num=10, standins=["half-random"], copy_check=False,
+                                device="cpu", progress=False, log=lambda *_: None)
+    assert res["num_heldout"] == 10 and [r["standin"] for r in res["rows"]] == ["heldout", "half-random"]
+    assert [r["num"] for r in res["rows"]] == [10, 5] and "copy_flag_rate" not in res["rows"][0]
+    with pytest.raises(Exception, match="unknown stand-in"):
+        cal.calibration_scale(avatars_a, held_out, standins=["sharpen"])
+
+
 def test_degradations_are_what_they_say():
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, size=(3, 32, 32, 3), dtype=np.uint8)
