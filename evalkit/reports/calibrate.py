@@ -112,9 +112,15 @@ def mode_drop_indices(features: np.ndarray, clusters: int = 10, seed: int = 0) -
 def _load_images(source, what: str) -> tuple[np.ndarray, list[str]]:
     from PIL import Image
 
+    from ..sources import DecodeError
+
     images, names = [], []
     for i in range(len(source)):
-        img, _ = source.load(i)
+        try:
+            img, _ = source.load(i)
+        except DecodeError as err:
+            raise SourceError(f"{what} {source.path}: {source.names[i]} cannot be read ({err}). The scale is built "
+                              "from every image; remove or replace the file and run again.") from None
         images.append(img)
         names.append(source.names[i])
     if not images:

@@ -82,3 +82,12 @@ def test_overlapping_sets_are_refused(avatars_a, tmp_path, capsys):
                      "--device", "cpu", "-q", "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err
     assert "pixel-identical to training images" in err and "Traceback" not in err
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    shutil.copy(avatars_a / sorted(p.name for p in avatars_a.iterdir())[0], broken / "a.png")
+    (broken / "b.png").write_bytes(b"not an image")
+    assert cli.main(["calibrate", "--train", str(held), "--heldout", str(broken), "--device", "cpu", "-q",
+                     "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "b.png cannot be read" in err and "Traceback" not in err
