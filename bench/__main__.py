@@ -1,4 +1,4 @@
-"""Run a benchmark: `python -m bench fid|metrics|intervals|copying|gan|study|gpu|all [options]`.
+"""Run a benchmark: `python -m bench fid|metrics|intervals|copying|ppl|gan|study|gpu|all [options]`.
 
 Each benchmark prints a table of figures next to the reference tool run on the same input.
 """
@@ -12,6 +12,7 @@ BENCHMARKS = {
     "copying": "bench.copying",  # C_T power and false alarms by simulation; calibrated copy check on fresh faces
     "gan": "bench.gan",          # training throughput for both discriminators
     "study": "bench.study",      # concurrent simulated participants through the storage layer
+    "ppl": "bench.ppl",          # PPL paths/s at 32/64 px, evalkit calibrate wall time (CPU)
     "gpu": "bench.gpu",          # the one GPU check: cuda tests, 256 px s/kimg vs SG2ADA, 10k FID vs clean-fid
 }
 

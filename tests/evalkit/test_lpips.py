@@ -187,7 +187,94 @@ class _Evil:
 def test_bad_inputs_are_refused(faces):
     with pytest.raises(ValueError, match="uint8"):
         ek_lpips.lpips_distance(faces.astype(np.float32), faces, CPU)
-    with pytest.raises(ValueError, match="at least 31x31"):
-        ek_lpips.lpips_distance(faces[:, :16, :16], faces[:, :16, :16], CPU)
+    with pytest.raises(ValueError, match="at least 16x16"):
+        ek_lpips.lpips_distance(faces[:, :12, :12], faces[:, :12, :12], CPU)
     with pytest.raises(ValueError, match="same shape"):
         ek_lpips.lpips_distance(faces[:2], faces[:3], CPU)
+
+
+# ---------------------------------------------------------------------------------------------
+# LPIPS-VGG16 v0.1 (perceptual path length) and the 64 px floor
+
+VGG_FEATURES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)   # torchvision vgg16().features conv indices
+VGG_SLICES = (4, 9, 16, 23, 30)                                  # lpips' slice ends (relu1_2 .. relu5_3)
+
+
+def _reference_vgg(raw):
+    """lpips.LPIPS(net="vgg") with the checkpoint's backbone, mapped through torchvision's layer numbering."""
+    import warnings
+
+    import lpips
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        ref = lpips.LPIPS(net="vgg", pretrained=True, pnet_rand=True, verbose=False)
+    state = ref.state_dict()
+    for i, feature in enumerate(VGG_FEATURES):
+        slice_no = 1 + sum(feature >= end for end in VGG_SLICES)
+        conv = raw["VGG16_0"][f"Conv_{i}"]
+        state[f"net.slice{slice_no}.{feature}.weight"] = torch.from_numpy(
+            np.transpose(conv["kernel"], (3, 2, 0, 1)).copy())
+        state[f"net.slice{slice_no}.{feature}.bias"] = torch.from_numpy(conv["bias"].copy())
+    for i in range(5):
+        lin = torch.from_numpy(np.transpose(raw[f"NetLinLayer_{i}"]["Conv_0"]["kernel"], (3, 2, 0, 1)).copy())
+        state[f"lin{i}.model.1.weight"] = lin
+        state[f"lins.{i}.model.1.weight"] = lin
+    ref.load_state_dict(state, strict=True)
+    return ref.eval()
+
+
+@pytest.fixture(scope="module")
+def raw_vgg():
+    path, sha = weights.require("lpips-vgg")
+    assert sha == weights.LPIPS_VGG.variants[0].sha256
+    with open(path, "rb") as f:
+        return _ArraysOnly(f).load()
+
+
+def test_vgg_checkpoint_linear_layers_are_lpips_v01(raw_vgg):
+    import lpips
+
+    shipped = torch.load(os.path.join(os.path.dirname(lpips.__file__), "weights", "v0.1", "vgg.pth"),
+                         map_location="cpu", weights_only=True)
+    for i in range(5):
+        np.testing.assert_array_equal(
+            np.transpose(raw_vgg[f"NetLinLayer_{i}"]["Conv_0"]["kernel"], (3, 2, 0, 1)),
+            shipped[f"lin{i}.model.1.weight"].numpy())
+
+
+def test_vgg_matches_reference_lpips_model(raw_vgg, faces):
+    ref = _reference_vgg(raw_vgg)
+    noise = np.random.default_rng(2).integers(0, 256, size=(2, 64, 64, 3), dtype=np.uint8)
+    a = np.concatenate([faces[:3], noise[:1]])
+    b = np.concatenate([faces[3:6], faces[6:7]])
+    with torch.no_grad():
+        expected = ref(_to_input(a), _to_input(b)).reshape(-1).numpy().astype(np.float64)
+    ours = ek_lpips.lpips_distance(a, b, CPU, net="vgg")
+    assert np.abs(ours - expected).max() <= 1e-5, np.abs(ours - expected).max()
+    assert (expected > 0.05).all()
+    alex = ek_lpips.lpips_distance(a, b, CPU)
+    assert np.abs(alex - ours).max() > 1e-3   # a different network, not the AlexNet one under another name
+
+
+def test_small_images_are_upsampled_to_64_px_and_say_so(faces):
+    import torch.nn.functional as F
+
+    small = faces[:4, ::2, ::2]                       # 32 px
+    assert ek_lpips.lpips_size(32, 32) == (64, 64) and ek_lpips.lpips_size(64, 96) == (64, 96)
+    assert ek_lpips.lpips_size(32, 48) == (64, 96)
+    x = ek_lpips.to_lpips_input(small)
+    assert tuple(x.shape) == (4, 3, 64, 64)
+    # what the model sees at 32 px equals torch's bilinear upsampling without antialiasing
+    direct = torch.from_numpy(np.ascontiguousarray(small)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    expected = F.interpolate(direct, size=(64, 64), mode="bilinear", align_corners=False, antialias=False)
+    torch.testing.assert_close(x, expected, rtol=0, atol=1e-6)
+    d32 = ek_lpips.lpips_distance(small[:2], small[2:], CPU)
+    with torch.no_grad():
+        manual = ek_lpips.load_lpips(CPU)(expected[:2], expected[2:]).reshape(-1).numpy()
+    np.testing.assert_allclose(d32, manual, atol=1e-6)
+    note = ek_lpips.upsample_note(32, 32)
+    assert "32x32" in note and "64x64" in note and "bilinear" in note
+    assert ek_lpips.upsample_note(64, 64) is None
+    assert ek_lpips.pair_distance_fn(small, small, CPU).note == note
+    assert ek_lpips.pair_distance_fn(faces, faces, CPU).note is None
