@@ -315,7 +315,8 @@ def report_options(args):
     return ReportOptions(num_gen=args.num_gen, sweep_num_gen=args.sweep_num_gen,
                          copycheck_num_gen=args.copycheck_num_gen, psis=args.psi, bootstrap=args.bootstrap,
                          seed=args.seed, heldout=args.heldout, train_queries=args.train_queries,
-                         reference=args.reference, noise_mode=args.noise_mode)
+                         reference=args.reference, noise_mode=args.noise_mode, ppl_num=args.ppl_num,
+                         calibrate=args.calibrate)
 
 
 def cmd_report(args, sections=()) -> int:
@@ -446,6 +447,10 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
                    help="first selection seed; the chosen snapshot is reported on fresh seeds from 1000000 + seed")
     p.add_argument("--noise-mode", default="random", choices=NOISE_MODES,
                    help="synthesis noise inputs (default random, as StyleGAN2-ADA's metrics; seeded per batch)")
+    p.add_argument("--ppl-num", type=nonnegative_int, default=10_000,
+                   help="paths for the perceptual path length column (0: no PPL; StyleGAN2-ADA uses 50000)")
+    p.add_argument("--no-calibrate", dest="calibrate", action="store_false",
+                   help="with --heldout, skip the calibration scale (stand-ins of known quality, as evalkit calibrate)")
     convention.add_json(p, "report.json")
     _add_extraction_options(p)
     p.set_defaults(func=cmd_report, interrupt_note=_interrupt_note)

@@ -43,19 +43,24 @@ class DemoPreset:
     gan_preset: str
     psis: tuple = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)   # truncation trades diversity for quality in [0.5, 1]
     train_queries: int = 1000     # training images whose own nearest neighbours set the copy threshold
+    ppl_num: int = 10_000         # paths for the PPL column
+    # The calibration scale's stand-ins (evalkit calibrate); each costs one feature pass over the held-out set.
+    calibrate_standins: tuple = ("heldout", "blur-1", "blur-2", "jpeg-20", "noise-16", "half-modes", "copies-10",
+                                 "copies-50")
 
 
 PRESETS = {
     # Used by the test suite: every step runs, on a few dozen images, in a few minutes.
     "smoke": DemoPreset(resolution=32, num_train=64, num_heldout=32, kimg=0.032, snapshot_kimg=0.016, num_gen=32,
                         sweep_num_gen=16, copycheck_num_gen=16, bootstrap=5, study_fakes=12, trials_per_condition=4,
-                        gan_preset="smoke", psis=(1.0, 0.5)),
+                        gan_preset="smoke", psis=(1.0, 0.5), ppl_num=16,
+                        calibrate_standins=("heldout", "blur-2", "copies-50")),
     # The default: a 2-core CPU, under 20 minutes. Inception features (~0.045 s per image on 2 cores)
     # dominate: 1200 real + 2 x (4 snapshots x 300 on selection seeds + 300 on report seeds + 6 psi x 150)
     # generated images; the copy check reuses the psi = 1 samples of the sweep.
     "cpu": DemoPreset(resolution=32, num_train=1000, num_heldout=200, kimg=12.0, snapshot_kimg=3.0, num_gen=300,
                       sweep_num_gen=150, copycheck_num_gen=150, bootstrap=50, study_fakes=40, trials_per_condition=10,
-                      gan_preset="cpu-tiny", train_queries=300),
+                      gan_preset="cpu-tiny", train_queries=300, ppl_num=1000),
     # A GPU: 64 px, long enough that samples look like faces.
     "gpu": DemoPreset(resolution=64, num_train=5000, num_heldout=1000, kimg=600.0, snapshot_kimg=50.0,
                       num_gen=10_000, sweep_num_gen=5_000, copycheck_num_gen=1_000, bootstrap=100, study_fakes=100,
@@ -154,7 +159,8 @@ def run_demo(out: str | Path = "results/demo", preset_name: str = "cpu", device=
                    "the comparison report")
     opts = ReportOptions(num_gen=preset.num_gen, sweep_num_gen=preset.sweep_num_gen, copycheck_num_gen=preset.copycheck_num_gen,
                          psis=preset.psis, bootstrap=preset.bootstrap, heldout=str(heldout_dir),
-                         train_queries=preset.train_queries)
+                         train_queries=preset.train_queries, ppl_num=preset.ppl_num,
+                         calibrate_standins=preset.calibrate_standins)
     report = build_report([runs["resnet"], runs["vit"]], out, opts=opts, device=device, progress=progress, log=log,
                           title="Demo: StyleGAN2 with a ResNet vs a ViT discriminator on cartoon faces")
     lap("evaluation", t0)

@@ -37,13 +37,13 @@ from .tables import write_table
 
 COLUMNS = ["name", "disc", "d_params", "d_lr", "kimg", "fid", "fid_low", "fid_high", "kid", "kid_std",
            "fid_heldout", "kid_heldout", "fid_gap", "precision", "recall", "density", "coverage", "best_psi",
-           "best_fid", "copy_score", "authpct", "copy_verdict", "c_t", "c_t_z"]
+           "best_fid", "copy_score", "authpct", "copy_verdict", "c_t", "c_t_z", "ppl"]
 HEADERS = {"name": "model", "disc": "D", "d_params": "D params", "d_lr": "D lr", "kimg": "kimg", "fid": "FID",
            "fid_low": "FID CI low", "fid_high": "FID CI high", "kid": "KID", "kid_std": "KID std",
            "fid_heldout": "FID held-out", "kid_heldout": "KID held-out", "fid_gap": "FID gap (held-out − train)",
            "precision": "precision", "recall": "recall", "density": "density", "coverage": "coverage",
            "best_psi": "best ψ", "best_fid": "FID at best ψ", "copy_score": "copy score", "authpct": "AuthPct",
-           "copy_verdict": "copying", "c_t": "C_T", "c_t_z": "C_T z"}
+           "copy_verdict": "copying", "c_t": "C_T", "c_t_z": "C_T z", "ppl": "PPL (W, end)"}
 
 
 def headers(opts: "ReportOptions") -> dict:
@@ -54,6 +54,8 @@ def headers(opts: "ReportOptions") -> dict:
         out["best_fid"] = f"FID at best ψ (N = {opts.sweep_num_gen})"
     if opts.copycheck_num_gen != opts.num_gen:
         out["copy_score"] = f"copy score (N = {opts.copycheck_num_gen})"
+    if opts.ppl_num:
+        out["ppl"] = f"PPL (W, end; N = {opts.ppl_num} paths)"
     return out
 
 
@@ -69,6 +71,9 @@ class ReportOptions:
     train_queries: int = 1000      # training images whose leave-one-out neighbours set the copy threshold
     reference: str | None = None   # what FID/KID/P/R compare against (default: each item's training data)
     noise_mode: str = DEFAULT_NOISE_MODE
+    ppl_num: int = 10_000          # paths for the PPL column (0: no PPL); StyleGAN2-ADA's metric uses 50,000
+    calibrate: bool = True         # with a held-out set: the calibration scale (`evalkit calibrate`) next to the rows
+    calibrate_standins: tuple | None = None   # names from calibrate.STANDINS (default all)
 
     def selection_gen(self) -> GenerationOptions:
         return GenerationOptions(num_gen=self.num_gen, seed=self.seed, noise_mode=self.noise_mode)
@@ -155,6 +160,13 @@ def analyse_item(spec: str | Path, name: str, train, out: Path, opts: ReportOpti
     copies = copy_report(ckpt, train_path, opts.heldout, report_gen.replace(num_gen=opts.copycheck_num_gen),
                          folder / "copycheck", device=device, train_queries=opts.train_queries, progress=progress,
                          log=log, **extraction)
+    ppl = None
+    if opts.ppl_num:
+        from .ppl import ppl_column
+
+        log(f"[{name}] perceptual path length over {opts.ppl_num} paths (LPIPS-VGG16)")
+        ppl = ppl_column(ckpt, num_samples=opts.ppl_num, seed=report_gen.seed, device=device,
+                         noise_mode=opts.noise_mode, progress=progress)
     disc = network_summary(ckpt)["D"]
     row = {
         "name": name, "disc": disc.get("kind") or checkpoint_config(ckpt).get("disc", "?"),
@@ -167,12 +179,45 @@ def analyse_item(spec: str | Path, name: str, train, out: Path, opts: ReportOpti
         "coverage": metrics["coverage"], "best_psi": sweep["best_psi"], "best_fid": sweep["best_fid"],
         "copy_score": copies["copy_score"], "authpct": copies["authpct"], "copy_verdict": copies["verdict"],
         "c_t": copies.get("c_t", {}).get("value"), "c_t_z": copies.get("c_t", {}).get("z"),
+        "ppl": ppl and ppl["ppl"],
     }
     return {"row": row, "checkpoint": str(ckpt), "train": str(train_path), "reference": str(reference),
             "data": str(train_path), "curve": curve, "metrics": metrics, "sweep": sweep, "copycheck": copies,
-            "heldout": heldout, "selection": selection,
+            "heldout": heldout, "selection": selection, "ppl": ppl,
             "selection_seeds": selection["seeds"] if selection else None, "report_seeds": report_gen.seed_range(),
             "networks": network_summary(ckpt), "_real": real, "_fake": fake}
+
+
+def calibration_sections(items: list[dict], opts: ReportOptions, out: Path, *, device=None, progress=True,
+                         log=print, **extraction) -> list[ReportSection]:
+    """`evalkit calibrate` on each training set of the report with the held-out set: where known-quality
+    stand-ins land, and which stand-in each row's FID is closest to (a reading aid, not a test)."""
+    from .calibrate import calibration_scale, format_table
+
+    sections = []
+    for train in sorted({it["train"] for it in items}):
+        log(f"calibration scale: stand-ins from {opts.heldout} against {train}")
+        folder = out / "calibrate" if len({it["train"] for it in items}) == 1 else out / "calibrate" / Path(train).name
+        scale = calibration_scale(train, opts.heldout, folder, standins=opts.calibrate_standins, device=device,
+                                  seed=opts.seed,
+                                  train_queries=opts.train_queries, progress=progress, log=log, **extraction)
+        floor = next(r for r in scale["rows"] if r["standin"] == "heldout")
+        scored = [r for r in scale["rows"] if r.get("fid") is not None]
+        like = []
+        for it in items:
+            if it["train"] != train or it["reference"] != train:
+                continue   # the scale is measured against the training set; rows against another reference differ
+            r = it["row"]
+            near = min(scored, key=lambda c: abs(c["fid"] - r["fid"]))
+            like.append(f"{r['name']}'s FID {r['fid']:.2f} is closest to `{near['standin']}` ({near['fid']:.2f})")
+        text = (f"Calibration scale on this data (held-out images degraded in known ways, each scored against the "
+                f"training set at N = {floor['num']} like a generator; single estimates, no intervals): the "
+                f"held-out floor is FID {floor['fid']:.2f}" + (f"; {'; '.join(like)}" if like else "")
+                + f" (those rows use N = {opts.num_gen}, and FID's bias depends on N, so the match is rough).")
+        sections.append(ReportSection(title=f"Calibration scale against {train}", text=format_table(scale),
+                                      data={"rows": scale["rows"], "plot": scale.get("files", {}).get("plot"),
+                                            "files": scale.get("files")}, summary=text))
+    return sections
 
 
 def compare_items(items: list[dict], opts: ReportOptions) -> list[dict]:
@@ -313,6 +358,9 @@ def build_report(specs: list[str | Path], out_dir: str | Path, data=None, opts: 
                           log=log, **extraction) for spec in specs]
     rows = [it["row"] for it in items]
     sections = [s(rows) if callable(s) else s for s in sections]
+    if opts.heldout and opts.calibrate:
+        sections = [*calibration_sections(items, opts, out, device=device, progress=progress, log=log,
+                                          **extraction), *sections]
     comparisons = compare_items(items, opts)
     conv = conventions(items, opts)
     title = title or "Checkpoint comparison"
@@ -331,6 +379,9 @@ def build_report(specs: list[str | Path], out_dir: str | Path, data=None, opts: 
     figures.append(("Precision against recall across ψ", precision_recall(
         {it["row"]["name"]: [(r["psi"], r["precision"], r["recall"]) for r in it["sweep"]["rows"]] for it in items},
         out / "precision_recall.png")))
+    for section in sections:
+        if section.data.get("plot"):
+            figures.append((section.title, section.data["plot"]))
     for it in items:
         figures.append((f"{it['row']['name']}: samples per ψ (same seeds)", it["sweep"]["files"]["strip"]))
         figures.append((f"{it['row']['name']}: nearest training images — {it['copycheck']['verdict']}", it["copycheck"]["grid"]))
@@ -346,7 +397,7 @@ def build_report(specs: list[str | Path], out_dir: str | Path, data=None, opts: 
               "conventions": conv, "files": {**tables, "html": str(page), "summary": str(out / "summary.md")},
               "figures": {c: str(p) for c, p in figures},
               "items": [{k: it[k] for k in ("checkpoint", "train", "reference", "data", "curve", "selection_seeds",
-                                            "report_seeds", "selection", "heldout", "networks")} for it in items],
+                                            "report_seeds", "selection", "heldout", "networks", "ppl")} for it in items],
               "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(opts).items()},
               "sections": {s.title: s.data for s in sections}}
     write_text_atomic(out / "report.json", json.dumps(result, indent=2, default=str))

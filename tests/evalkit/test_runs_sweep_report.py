@@ -149,7 +149,7 @@ def test_copycheck_command_finds_planted_copies(tmp_path, avatars32, capsys):
 
 def test_report_files_and_columns(tmp_path, tiny_runs, avatars32):
     out = tmp_path / "report"
-    opts = ReportOptions(num_gen=24, sweep_num_gen=16, copycheck_num_gen=16, psis=(1.0, 0.5), bootstrap=5)
+    opts = ReportOptions(num_gen=24, sweep_num_gen=16, copycheck_num_gen=16, psis=(1.0, 0.5), bootstrap=5, ppl_num=8)
     from evalkit.reports.report import ReportSection
 
     def late_section(rows):   # called once the rows exist, as harness passes a study's section
@@ -186,3 +186,5 @@ def test_report_files_and_columns(tmp_path, tiny_runs, avatars32):
     assert "selection seeds 0..23" in summary and "report seeds 1000000..1000023" in summary
     assert [i["networks"]["D"]["kind"] for i in report["items"]] == ["resnet", "vit"]
     assert all(float(r["d_params"]) > 0 for r in rows)
+    assert all(float(r["ppl"]) > 0 for r in rows) and "PPL (W, end; N = 8 paths)" in (out / "report.md").read_text()
+    assert all(i["ppl"]["ppl_num"] == 8 for i in report["items"])

@@ -77,7 +77,7 @@ def test_reference_heldout_keeps_the_copy_check_on_the_training_set(tmp_path, ti
 
     ckpt = list_snapshots(tiny_runs["vit"])[-1].path
     opts = ReportOptions(num_gen=16, sweep_num_gen=16, copycheck_num_gen=16, psis=(1.0,), bootstrap=2,
-                         train_queries=16, reference=str(avatars32))
+                         train_queries=16, reference=str(avatars32), ppl_num=0)
     train = tmp_path / "train"   # the training data: exactly the samples the copy check will draw
     train.mkdir()
     source = GeneratorSource(ckpt, opts.report_gen().replace(num_gen=16))

@@ -44,6 +44,10 @@ def test_demo_smoke_writes_everything_it_promises(tmp_path, capsys, serve_study,
     assert ("is better than" in c["verdict"]) == (c["ci_high"] < 0 or c["ci_low"] > 0)
     assert c["verdict"][1:] in summary
     assert demo["selection_seeds"] == [0, 31] and demo["report_seeds"] == [1_000_000, 1_000_031]
+    assert all(float(r["ppl"]) > 0 for r in rows)                          # the PPL column
+    scale = json.loads((out / "calibrate" / "calibrate.json").read_text())  # the calibration scale, with held-out
+    assert [r["standin"] for r in scale["rows"]] == ["heldout", "blur-2", "copies-50"]
+    assert "Calibration scale on this data" in summary and "held-out floor is FID" in summary
     assert demo["serve_command"].endswith(f"study-app serve {out / 'study'} --port 8501")
 
     from study_app import Study
