@@ -98,6 +98,10 @@ def copy_report(generated, train, heldout=None, gen: GenerationOptions | None = 
         raise SourceError(f"--train must be an image folder or zip (the grid shows training images); got {train}.")
     if not 0 < false_alarm < 1:
         raise EvalkitError(f"--false-alarm must be a rate between 0 and 1 (e.g. 0.01 for 1%), got {false_alarm}.")
+    if heldout is not None:   # a held-out image that was trained on would calibrate the threshold on a copy
+        from ..sources.overlap import assert_disjoint
+
+        assert_disjoint(train_source, heldout)
     candidate_ex = get_extractor(extraction.get("extractor"))
     ct_ex = get_extractor(ct_extractor)
     if heldout is not None and ct_ex.name != candidate_ex.name:

@@ -67,6 +67,19 @@ def test_report_cli_refuses_overlap_before_any_work(tmp_path, tiny_runs, avatars
     assert "identical image file" in err and "Traceback" not in err
 
 
+def test_copycheck_cli_refuses_overlap_before_any_work(tmp_path, tiny_runs, avatars32, capsys):
+    heldout = tmp_path / "heldout"
+    heldout.mkdir()
+    shutil.copy(sorted(avatars32.glob("*.png"))[3], heldout / "renamed.png")
+    out = tmp_path / "cc"
+    code = cli.main(["copycheck", str(tiny_runs["vit"]), "--train", str(avatars32), "--heldout", str(heldout),
+                     "--out", str(out), "--num-gen", "8", "--device", "cpu", "--quiet"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "identical image file" in err and "renamed.png" in err and "Traceback" not in err
+    assert not out.exists() or not any(out.iterdir())
+
+
 def test_reference_heldout_keeps_the_copy_check_on_the_training_set(tmp_path, tiny_runs, avatars32):
     """A generator whose training set is its own samples copies 100%: with FID against a held-out reference, the
     copy check must still look at the training set and flag every sample."""
