@@ -111,13 +111,26 @@ def _default_out(spec: str, task: str) -> Path:
     return Path("results") / (path.name if path.is_dir() else path.stem) / task
 
 
-def _metric_list(text: str) -> tuple[str, ...]:
-    names = tuple(m.strip() for m in text.split(",") if m.strip())
-    unknown = [m for m in names if m not in METRIC_NAMES]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown metric(s) {', '.join(unknown) or '(none given)'}; choose from "
-                                         f"{', '.join(METRIC_NAMES)}")
-    return names
+def _name_list(what: str, allowed):
+    """An argparse type: a comma-separated subset of `allowed()` (called lazily, so --help imports nothing)."""
+    def parse(text: str) -> tuple[str, ...]:
+        names, known = tuple(n.strip() for n in text.split(",") if n.strip()), list(allowed())
+        unknown = [n for n in names if n not in known]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"unknown {what}(s) {', '.join(unknown) or '(none given)'}; choose from "
+                                             f"{', '.join(known)}")
+        return names
+    return parse
+
+
+def _standin_names():
+    from .reports.calibrate import BY_NAME
+
+    return BY_NAME
+
+
+_metric_list = _name_list("metric", lambda: METRIC_NAMES)
+_standin_list = _name_list("stand-in", _standin_names)
 
 
 def _bootstrap_count(text: str) -> int:
@@ -128,17 +141,6 @@ def _bootstrap_count(text: str) -> int:
 
 
 _bootstrap_count.valid = "0 (off) or a whole number >= 2"
-def _standin_list(text: str) -> tuple[str, ...]:
-    from .reports.calibrate import BY_NAME
-
-    names = tuple(n.strip() for n in text.split(",") if n.strip())
-    unknown = [n for n in names if n not in BY_NAME]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"unknown stand-in(s) {', '.join(unknown) or '(none given)'}; choose from "
-                                         f"{', '.join(BY_NAME)}")
-    return names
-
-
 _metric_list.valid = "a comma-separated subset of " + ",".join(METRIC_NAMES)
 _standin_list.valid = "a comma-separated subset of the stand-in names (see evalkit calibrate -h)"
 

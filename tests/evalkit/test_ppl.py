@@ -13,8 +13,6 @@ from evalkit.extract import weights
 from evalkit.reports import ppl as ek_ppl
 
 CPU = torch.device("cpu")
-VGG_FEATURES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
-VGG_SLICES = (4, 9, 16, 23, 30)
 
 
 class LinearGenerator(torch.nn.Module):
@@ -42,45 +40,6 @@ class LinearGenerator(torch.nn.Module):
         img = self.x0.unsqueeze(0) + s.view(-1, 1, 1, 1) * self.v.unsqueeze(0)
         self.images.append(img.clone())
         return img
-
-
-def _reference_vgg():
-    """lpips.LPIPS(net="vgg") built here with the registry checkpoint mapped through torchvision's numbering."""
-    import pickle
-    import warnings
-
-    import lpips
-
-    class ArraysOnly(pickle.Unpickler):
-        def find_class(self, module, name):
-            if name == "_reconstruct":
-                return getattr(np, "_core", np.core).multiarray._reconstruct
-            if module == "numpy" and name in ("ndarray", "dtype"):
-                return getattr(np, name)
-            raise pickle.UnpicklingError(f"{module}.{name}")
-
-    path, _ = weights.require("lpips-vgg")
-    with open(path, "rb") as f:
-        raw = ArraysOnly(f).load()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        ref = lpips.LPIPS(net="vgg", pretrained=True, pnet_rand=True, verbose=False)
-    state = ref.state_dict()
-    for i, feature in enumerate(VGG_FEATURES):
-        s = 1 + sum(feature >= end for end in VGG_SLICES)
-        conv = raw["VGG16_0"][f"Conv_{i}"]
-        state[f"net.slice{s}.{feature}.weight"] = torch.from_numpy(np.transpose(conv["kernel"], (3, 2, 0, 1)).copy())
-        state[f"net.slice{s}.{feature}.bias"] = torch.from_numpy(conv["bias"].copy())
-    for i in range(5):
-        lin = torch.from_numpy(np.transpose(raw[f"NetLinLayer_{i}"]["Conv_0"]["kernel"], (3, 2, 0, 1)).copy())
-        state[f"lin{i}.model.1.weight"] = state[f"lins.{i}.model.1.weight"] = lin
-    ref.load_state_dict(state, strict=True)
-    return ref.eval()
-
-
-@pytest.fixture(scope="module")
-def ref_vgg():
-    return _reference_vgg()
 
 
 @pytest.fixture(scope="module")
