@@ -82,6 +82,13 @@ def _image_notes(label: str, meta: dict, source, ex) -> list[str]:
     if ignored:
         notes.append(f"{label}: ignored {len(ignored)} non-image file(s): {', '.join(ignored[:5])}"
                      f"{' ...' if len(ignored) > 5 else ''}.")
+    upper = [n for n in getattr(source, "names", []) if getattr(source, "kind", None) == "folder"
+             and (ext := n.rsplit(".", 1)[-1]) != ext.lower()]
+    if upper:   # cleanfid.fid.get_folder_features globs `**/*.{ext}` for lower-case extensions only
+        notes.append(f"{label}: {len(upper)} file(s) have upper-case extensions ({', '.join(upper[:3])}"
+                     f"{' ...' if len(upper) > 3 else ''}). They are counted here, but clean-fid's case-sensitive "
+                     "glob skips them, so its FID on this folder uses fewer images; rename them to lower-case "
+                     "extensions for the two numbers to agree.")
     skipped = meta.get("skipped") or []
     if skipped:
         notes.append(f"{label}: left out {len(skipped)} unreadable file(s) (--skip-bad): "

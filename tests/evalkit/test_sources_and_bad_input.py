@@ -98,6 +98,21 @@ def test_mixed_sizes_are_resized_and_reported(tmp_path):
     assert "2 sizes" in note and "32x32: 3" in note and "64x48: 2" in note
 
 
+def test_upper_case_extensions_are_counted_and_the_clean_fid_difference_is_said(tmp_path):
+    import glob
+
+    from cleanfid.fid import EXTENSIONS
+
+    d = _write_images(tmp_path / "set", 5)
+    first = sorted(d.iterdir())[0]
+    first.rename(first.with_suffix(".Png"))
+    stats = api.source_stats(d, **CPU)
+    seen_by_clean_fid = {f for ext in EXTENSIONS for f in glob.glob(str(d / f"**/*.{ext}"), recursive=True)}
+    assert stats.num == 5 and len(seen_by_clean_fid) == 4
+    note = next(w for w in stats.notes if "upper-case" in w)
+    assert first.with_suffix(".Png").name in note and "clean-fid" in note
+
+
 def test_zip_matches_folder_and_reports_non_image_members(tmp_path):
     d = _write_images(tmp_path / "set", 5)
     z = tmp_path / "set.zip"
