@@ -364,8 +364,7 @@ def _quiet_alias(p) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .config import PRESETS
-    from .precision import PRECISIONS
+    from .config import PRECISIONS, PRESETS
 
     parser, add = cli.new_parser("gan", __doc__)
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+# What --precision accepts (gan/precision.py resolves it); here so `gan --help` needs no torch.
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+
 
 # config.json's record of what a run resolved to on its machine (device, precision per part,
 # parameter counts, learning rates, data size): written next to the config, never read back into it.
@@ -150,7 +153,6 @@ class RunConfig:
         t = self.train
         if t.batch < 1:
             raise ValueError("train.batch must be >= 1")
-        from .precision import PRECISIONS
         if t.precision not in PRECISIONS:
             raise ValueError(f"train.precision must be one of {', '.join(PRECISIONS)}, not {t.precision!r}")
         if self.augment.grid_sample not in ("gradfix", "native"):

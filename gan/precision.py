@@ -26,7 +26,8 @@ from torch import nn
 
 from harness_base.errors import UsageError
 
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+from .config import PRECISIONS
+
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 NAMES = {v: k for k, v in DTYPES.items()}
 

@@ -125,3 +125,12 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as stop:
         parser.parse_args(["--version"])
     assert stop.value.code == 0 and capsys.readouterr().out.startswith("tool ")
+
+
+@pytest.mark.parametrize("module", ["gan.cli", "evalkit.cli", "study_app.cli", "harness.cli"])
+def test_building_every_parser_imports_no_heavy_library(module):
+    """`--help` stays fast: building a CLI's parser imports neither torch nor scipy, pandas or SQLAlchemy."""
+    probe = (f"import sys, {module} as c; c.build_parser(); "
+             "print(sorted(m for m in ('torch', 'scipy', 'sqlalchemy', 'pandas', 'streamlit') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
