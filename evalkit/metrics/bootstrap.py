@@ -186,6 +186,14 @@ def _fid(la, s1, s2, low1=None) -> float:
     return value
 
 
+def check_bootstrap_options(num_bootstrap, confidence) -> None:
+    """The arguments every bootstrap here shares: at least 2 resamples, a confidence in (0, 1)."""
+    if isinstance(num_bootstrap, bool) or not isinstance(num_bootstrap, (int, np.integer)) or num_bootstrap < 2:
+        raise ValueError(f"num_bootstrap must be an integer >= 2, got {num_bootstrap!r}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be strictly between 0 and 1, got {confidence!r}")
+
+
 def fid_bootstrap(real_features, fake_features, num_bootstrap: int = 100, seed: int = 0,
                   confidence: float = 0.95, device=None) -> BootstrapResult:
     """FID of the full sets with a basic bootstrap interval for the population FID (see the module doc)."""
@@ -194,10 +202,7 @@ def fid_bootstrap(real_features, fake_features, num_bootstrap: int = 100, seed: 
     if real.shape[1] != fake.shape[1]:
         raise ValueError(f"real features have {real.shape[1]} dimensions and fake features {fake.shape[1]}; "
                          "extract both with the same feature extractor")
-    if isinstance(num_bootstrap, bool) or not isinstance(num_bootstrap, (int, np.integer)) or num_bootstrap < 2:
-        raise ValueError(f"num_bootstrap must be an integer >= 2, got {num_bootstrap!r}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be strictly between 0 and 1, got {confidence!r}")
+    check_bootstrap_options(num_bootstrap, confidence)
     check_sample_size(len(real), real.shape[1], "the real set")
     check_sample_size(len(fake), fake.shape[1], "the fake set")
     if device is None:

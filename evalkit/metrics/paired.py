@@ -37,7 +37,7 @@ import numpy as np
 
 from .arrays import feature_matrix, tensor_device
 from .backend import NumpyOps, TorchOps
-from .bootstrap import _Centred, _fid, basic_interval
+from .bootstrap import _Centred, _fid, basic_interval, check_bootstrap_options
 from .fid import check_sample_size
 
 __all__ = ["PairedDifference", "paired_fid_difference", "paired_indices"]
@@ -105,10 +105,7 @@ def paired_fid_difference(real, fake_a, fake_b, num_bootstrap: int = 200, seed: 
     if not r.shape[1] == fa.shape[1] == fb.shape[1]:
         raise ValueError(f"the reference, A and B features have {r.shape[1]}, {fa.shape[1]} and {fb.shape[1]} "
                          "dimensions; extract all three with the same feature extractor")
-    if isinstance(num_bootstrap, bool) or not isinstance(num_bootstrap, (int, np.integer)) or num_bootstrap < 2:
-        raise ValueError(f"num_bootstrap must be an integer >= 2, got {num_bootstrap!r}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be strictly between 0 and 1, got {confidence!r}")
+    check_bootstrap_options(num_bootstrap, confidence)
     for x, what in ((r, "the reference set"), (fa, "generated set A"), (fb, "generated set B")):
         check_sample_size(len(x), x.shape[1], what)
     if device is None:
