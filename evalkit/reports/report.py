@@ -35,11 +35,11 @@ from .plots import fid_vs_kimg, metric_vs_psi, precision_recall
 from .sweep import DEFAULT_PSIS, truncation_sweep
 from .tables import write_table
 
-COLUMNS = ["name", "disc", "d_params", "d_lr", "kimg", "fid", "fid_low", "fid_high", "kid", "kid_std",
+COLUMNS = ["name", "disc", "d_params", "d_lr", "kimg", "fid", "fid_low", "fid_high", "fid_inf", "kid", "kid_std",
            "fid_heldout", "kid_heldout", "fid_gap", "precision", "recall", "density", "coverage", "best_psi",
            "best_fid", "copy_score", "authpct", "copy_verdict", "c_t", "c_t_z", "ppl"]
 HEADERS = {"name": "model", "disc": "D", "d_params": "D params", "d_lr": "D lr", "kimg": "kimg", "fid": "FID",
-           "fid_low": "FID CI low", "fid_high": "FID CI high", "kid": "KID", "kid_std": "KID std",
+           "fid_low": "FID CI low", "fid_high": "FID CI high", "fid_inf": "FID∞", "kid": "KID", "kid_std": "KID std",
            "fid_heldout": "FID held-out", "kid_heldout": "KID held-out", "fid_gap": "FID gap (held-out − train)",
            "precision": "precision", "recall": "recall", "density": "density", "coverage": "coverage",
            "best_psi": "best ψ", "best_fid": "FID at best ψ", "copy_score": "copy score", "authpct": "AuthPct",
@@ -172,7 +172,7 @@ def analyse_item(spec: str | Path, name: str, train, out: Path, opts: ReportOpti
         "name": name, "disc": disc.get("kind") or checkpoint_config(ckpt).get("disc", "?"),
         "d_params": disc.get("params"), "d_lr": disc.get("lr"), "kimg": checkpoint_kimg(ckpt),
         "fid": metrics["fid"], "fid_low": metrics.get("fid_ci", [None, None])[0],
-        "fid_high": metrics.get("fid_ci", [None, None])[1], "kid": metrics["kid"], "kid_std": metrics["kid_std"],
+        "fid_high": metrics.get("fid_ci", [None, None])[1], "fid_inf": metrics.get("fid_inf"), "kid": metrics["kid"], "kid_std": metrics["kid_std"],
         "fid_heldout": heldout and heldout["fid"], "kid_heldout": heldout and heldout["kid"],
         "fid_gap": heldout and heldout["fid_gap"],
         "precision": metrics["precision"], "recall": metrics["recall"], "density": metrics["density"],
@@ -280,10 +280,11 @@ def summarise(items: list[dict], opts: ReportOptions, comparisons: list[dict] | 
         chosen = (f"snapshot {sel['snapshot']} of {sel['snapshots']}, chosen on selection seeds "
                   f"{_range(sel['seeds'])} (selection FID {sel['fid']:.2f}); " if sel else "")
         ci = (f" (bootstrap interval {r['fid_low']:.2f}–{r['fid_high']:.2f})" if r["fid_low"] is not None else "")
+        inf = f", FID∞ {r['fid_inf']:.2f}" if r.get("fid_inf") is not None else ""
         held = (f", held-out FID {r['fid_heldout']:.2f} (gap {r['fid_gap']:+.2f})" if r["fid_heldout"] is not None
                 else "")
         lines.append(f"**{r['name']}** ({r['disc']} discriminator, {r['kimg']:g} kimg; {chosen}on report seeds "
-                     f"{_range(it['report_seeds'])}): FID {r['fid']:.2f}{ci}{held}, KID {r['kid']:.4f} ± "
+                     f"{_range(it['report_seeds'])}): FID {r['fid']:.2f}{ci}{inf}{held}, KID {r['kid']:.4f} ± "
                      f"{r['kid_std']:.4f}, precision {r['precision']:.3f}, recall {r['recall']:.3f}, density "
                      f"{r['density']:.3f}, coverage {r['coverage']:.3f}.")
     for c in comparisons or []:

@@ -8,7 +8,7 @@ from pathlib import Path
 from harness_base.atomic import write_text_atomic
 
 FORMATS = {
-    "fid": "{:.2f}", "fid_low": "{:.2f}", "fid_high": "{:.2f}", "kid": "{:.5f}", "kid_std": "{:.5f}",
+    "fid": "{:.2f}", "fid_low": "{:.2f}", "fid_high": "{:.2f}", "fid_inf": "{:.2f}", "kid": "{:.5f}", "kid_std": "{:.5f}",
     "precision": "{:.3f}", "recall": "{:.3f}", "density": "{:.3f}", "coverage": "{:.3f}", "psi": "{:g}",
     "kimg": "{:g}", "copy_score": "{:.3f}", "c_t": "{:.2f}", "c_t_z": "{:.2f}", "best_fid": "{:.2f}", "best_psi": "{:g}",
     "lpips_threshold": "{:.4f}", "authpct": "{:.1f}",
