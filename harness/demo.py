@@ -55,7 +55,7 @@ PRESETS = {
                         sweep_num_gen=16, copycheck_num_gen=16, bootstrap=5, study_fakes=12, trials_per_condition=4,
                         gan_preset="smoke", psis=(1.0, 0.5), ppl_num=16,
                         calibrate_standins=("heldout", "blur-2", "copies-50")),
-    # The default: a 2-core CPU, under 20 minutes. Inception features (~0.045 s per image on 2 cores)
+    # The default: a 2-core CPU, about 20 minutes. Inception features (~0.045 s per image on 2 cores)
     # dominate: 1200 real + 2 x (4 snapshots x 300 on selection seeds + 300 on report seeds + 6 psi x 150)
     # generated images; the copy check reuses the psi = 1 samples of the sweep.
     "cpu": DemoPreset(resolution=32, num_train=1000, num_heldout=200, kimg=12.0, snapshot_kimg=3.0, num_gen=300,

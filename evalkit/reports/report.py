@@ -279,7 +279,9 @@ def summarise(items: list[dict], opts: ReportOptions, comparisons: list[dict] | 
         sel = it["selection"]
         chosen = (f"snapshot {sel['snapshot']} of {sel['snapshots']}, chosen on selection seeds "
                   f"{_range(sel['seeds'])} (selection FID {sel['fid']:.2f}); " if sel else "")
-        ci = (f" (bootstrap interval {r['fid_low']:.2f}–{r['fid_high']:.2f})" if r["fid_low"] is not None else "")
+        conf = it["metrics"].get("fid_ci_confidence", 0.95)
+        ci = (f" ({conf:.0%} basic bootstrap interval for the population FID {r['fid_low']:.2f}–{r['fid_high']:.2f})"
+              if r["fid_low"] is not None else "")
         inf = f", FID∞ {r['fid_inf']:.2f}" if r.get("fid_inf") is not None else ""
         held = (f", held-out FID {r['fid_heldout']:.2f} (gap {r['fid_gap']:+.2f})" if r["fid_heldout"] is not None
                 else "")
