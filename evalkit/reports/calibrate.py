@@ -251,7 +251,14 @@ def calibration_scale(train, heldout, out_dir=None, *, num: int | None = None, s
             imgs, feats = imgs.copy(), feats.copy()
             imgs[slots], feats[slots] = train_for_lpips[sources], train_f[sources]
         standin = _feature_set_of(name, feats, ex_name)
-        m = compute_metrics(t, standin, METRICS, seed=seed, device=device)
+        # P/R/D/C run at equal counts with k up to 5 (compute_metrics' defaults): a stand-in of 5 or fewer
+        # images has no 5th neighbour, so it gets FID/KID only, said once.
+        small = len(feats) <= 5
+        m = compute_metrics(t, standin, ("fid", "kid") if small else METRICS, seed=seed, device=device)
+        if small:
+            m.setdefault("warnings", []).append(
+                f"{name}: {len(feats)} images are too few for precision/recall/density/coverage (k = 5 needs "
+                "at least 6); only FID and KID are given for it.")
         warned += [w for w in m.get("warnings", []) if w not in warned]
         row = {"standin": name, "kind": s.kind, "strength": s.strength, "description": s.description,
                "num": len(feats), **{k: m.get(k) for k in COLUMNS if k in m}}

@@ -47,6 +47,8 @@ def test_a_held_out_subset_and_a_stand_in_subset(avatars_a, held_out):
                                 device="cpu", progress=False, log=lambda *_: None)
     assert res["num_heldout"] == 10 and [r["standin"] for r in res["rows"]] == ["heldout", "half-random"]
     assert [r["num"] for r in res["rows"]] == [10, 5] and "copy_flag_rate" not in res["rows"][0]
+    assert res["rows"][1].get("precision") is None and res["rows"][1]["fid"] > 0   # 5 images: FID/KID only
+    assert any("too few for precision/recall" in w for w in res["warnings"])
     with pytest.raises(Exception, match="unknown stand-in"):
         cal.calibration_scale(avatars_a, held_out, standins=["sharpen"])
 

@@ -162,10 +162,10 @@ def test_copycheck_cli_with_heldout_calibrates_and_reports_ct(tmp_path, avatars3
     assert "what each test can see:" in printed
 
 
-def test_copycheck_cli_refuses_an_unknown_ct_extractor(tmp_path, avatars32, capsys):
+def test_copycheck_cli_refuses_an_unknown_ct_extractor(tmp_path, avatars32, avatars_b, capsys):
     from evalkit import cli
 
-    code = cli.main(["copycheck", str(avatars32), "--train", str(avatars32), "--heldout", str(avatars32),
+    code = cli.main(["copycheck", str(avatars32), "--train", str(avatars32), "--heldout", str(avatars_b),
                      "--out", str(tmp_path / "o"), "--device", "cpu", "--quiet", "--ct-extractor", "nosuch"])
     assert code == 1
     assert "unknown feature extractor 'nosuch'" in capsys.readouterr().err
@@ -180,12 +180,13 @@ def test_copycheck_cli_without_heldout_warns_uncalibrated(tmp_path, avatars32, c
     assert "copy threshold is uncalibrated" in printed.out + printed.err
 
 
-def test_copycheck_cli_ct_extractor_comes_from_the_registry(tmp_path, avatars32, capsys, env_without_weights):
+def test_copycheck_cli_ct_extractor_comes_from_the_registry(tmp_path, avatars32, avatars_b, capsys,
+                                                           env_without_weights):
     """`--ct-extractor dinov2` asks the registry for DINOv2's weights before any feature pass; without
     them the message names the extractor and the fix (exit 1, no traceback)."""
     from evalkit import cli
 
-    code = cli.main(["copycheck", str(avatars32), "--train", str(avatars32), "--heldout", str(avatars32),
+    code = cli.main(["copycheck", str(avatars32), "--train", str(avatars32), "--heldout", str(avatars_b),
                      "--out", str(tmp_path / "o"), "--device", "cpu", "--quiet", "--ct-extractor", "dinov2"])
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err
