@@ -295,7 +295,6 @@ def cmd_calibrate(args) -> int:
 
     out = _writable(args.out or _default_out(args.heldout, "calibrate"))
     kwargs = _extraction_kwargs(args)
-    kwargs.pop("skip_bad")
     result = calibration_scale(args.train, args.heldout, out, num=args.num, standins=args.standins, seed=args.seed,
                                copy_check=not args.no_copycheck, train_queries=args.train_queries, log=_say,
                                **kwargs)

@@ -109,18 +109,23 @@ def mode_drop_indices(features: np.ndarray, clusters: int = 10, seed: int = 0) -
     return np.flatnonzero(np.isin(labels, list(keep)))
 
 
-def _load_images(source, what: str) -> tuple[np.ndarray, list[str]]:
+def _load_images(source, what: str, skip_bad: bool = False) -> tuple[np.ndarray, list[str], list[str]]:
+    """The decoded images, their file names and (with `skip_bad`) the names of the files left out."""
     from PIL import Image
 
     from ..sources import DecodeError
 
-    images, names = [], []
+    images, names, skipped = [], [], []
     for i in range(len(source)):
         try:
             img, _ = source.load(i)
         except DecodeError as err:
+            if skip_bad:
+                skipped.append(source.names[i])
+                continue
             raise SourceError(f"{what} {source.path}: {source.names[i]} cannot be read ({err}). The scale is built "
-                              "from every image; remove or replace the file and run again.") from None
+                              "from every image; remove or replace the file, or pass --skip-bad to leave "
+                              "unreadable files out, and run again.") from None
         images.append(img)
         names.append(source.names[i])
     if not images:
@@ -129,7 +134,7 @@ def _load_images(source, what: str) -> tuple[np.ndarray, list[str]]:
     if any(im.shape[:2] != size for im in images):  # one size per set, as the copy check needs
         images = [im if im.shape[:2] == size else np.asarray(Image.fromarray(im).resize(size[::-1], Image.BICUBIC))
                   for im in images]
-    return np.stack(images), names
+    return np.stack(images), names, skipped
 
 
 def _resize(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -175,11 +180,12 @@ def _feature_set_of(label: str, features: np.ndarray, extractor: str):
 
 def calibration_scale(train, heldout, out_dir=None, *, num: int | None = None, standins=None, device=None,
                       seed: int = 0, copy_check: bool = True, train_queries: int | None = 1000,
-                      batch_size=None, num_workers=None, use_cache: bool = True, progress: bool = True,
-                      extractor=None, log=print, **_ignored) -> dict:
+                      batch_size=None, num_workers=None, use_cache: bool = True, skip_bad: bool = False,
+                      progress: bool = True, extractor=None, log=print) -> dict:
     """Metrics of known-quality stand-ins against the training set; writes calibrate.json/.csv/.png in
     `out_dir` when given. `num`: held-out images used (a seeded subset; default all); `standins`: names
-    from STANDINS (default all; `heldout` is always included)."""
+    from STANDINS (default all; `heldout` is always included); `skip_bad`: leave unreadable image files
+    out of both sets (named in the warnings) instead of stopping."""
     import torch
 
     from ..extract.featureset import feature_set
@@ -201,9 +207,12 @@ def calibration_scale(train, heldout, out_dir=None, *, num: int | None = None, s
             raise SourceError(f"{what} must be a folder or zip of images (stand-ins are made from the images); "
                               f"got {src.path}.")
     extraction = dict(device=device, batch_size=batch_size, num_workers=num_workers, use_cache=use_cache,
-                      progress=progress, extractor=extractor)
-    train_images, train_names = _load_images(train_src, "--train")
-    held_images, held_names = _load_images(held_src, "--heldout")
+                      skip_bad=skip_bad, progress=progress, extractor=extractor)
+    train_images, train_names, train_skipped = _load_images(train_src, "--train", skip_bad)
+    held_images, held_names, held_skipped = _load_images(held_src, "--heldout", skip_bad)
+    skipped_notes = [f"{what}: left out {len(names)} unreadable file(s) ({', '.join(names[:5])}"
+                     f"{', …' if len(names) > 5 else ''})" for what, names in
+                     (("--train", train_skipped), ("--heldout", held_skipped)) if names]
     overlap = set(_hashes(train_images)) & set(_hashes(held_images))
     if overlap:
         raise SourceError(
@@ -227,7 +236,7 @@ def calibration_scale(train, heldout, out_dir=None, *, num: int | None = None, s
     train_for_lpips = _resize(train_images, size)
     ex_name = t.extractor
 
-    rows, warned = [], []
+    rows, warned = [], list(skipped_notes)
     for i, name in enumerate(names, 1):
         s = BY_NAME[name]
         log(f"[{i}/{len(names)}] {name}: {s.description}")

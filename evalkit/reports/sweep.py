@@ -11,8 +11,11 @@ Other values, negative or above 1, are swept on request. Every ψ's FID has a bo
 a best ψ is named only where it beats ψ = 1 beyond a paired bootstrap interval of
 FID(ψ) − FID(1) (`metrics.paired`: the same reference resample scores both, the shared seeds keep
 the latents paired); otherwise the sweep says that no ψ is better than 1 at this N. Choosing the
-smallest FID among the significant ψ still selects on these samples, so the best ψ's FID is a
-selection value, labelled as such.
+smallest FID among the significant ψ still selects on these samples (the winner's curse), so the
+chosen ψ is then measured again, with ψ = 1, on fresh seeds disjoint from the sweep's
+(`report_options`: seed + 10^6): `best_fid` and its interval and the paired ΔFID against ψ = 1 are
+those fresh values, and the chosen ψ is called better than 1 only when the fresh paired interval
+lies below 0 (`best_psi`); otherwise the sweep says so (`selected_psi` keeps the choice either way).
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from harness_base.atomic import write_text_atomic
 from ..errors import SourceError
 from ..extract.featureset import FeatureSet, feature_set
 from ..sources import GenerationOptions, GeneratorSource, resolve_source
+from ..sources.generator import report_options
 from .evaluate import ALL_METRICS, compute_metrics
 from .plots import labelled_strip, metric_vs_psi, precision_recall
 from .tables import write_table
@@ -38,6 +42,37 @@ SWEEP_COLUMNS = ["psi", "fid", "fid_low", "fid_high", "delta_vs_1", "delta_low",
 
 def no_better_psi_text(num_gen: int, num_real: int) -> str:
     return f"no ψ is better than 1 at this N (N = {num_gen} generated, {num_real} real per ψ)"
+
+
+def _confirm_on_fresh_seeds(checkpoint, real: FeatureSet, psi: float, gen: GenerationOptions, bootstrap: int,
+                            device, progress, log, extraction) -> dict:
+    """FID at the chosen ψ and its paired ΔFID against ψ = 1, on seeds disjoint from the sweep's."""
+    from ..metrics.paired import paired_fid_difference
+
+    fresh = report_options(gen)
+    log(f"re-measuring ψ = {psi:g} and ψ = 1 on fresh seeds {fresh.seed_range()[0]}..{fresh.seed_range()[1]}")
+    chosen = feature_set(GeneratorSource(checkpoint, fresh.replace(psi=psi)), f"psi={psi:g} (fresh seeds)",
+                         device=device, progress=progress, **extraction)
+    one = feature_set(GeneratorSource(checkpoint, fresh.replace(psi=1.0)), "psi=1 (fresh seeds)",
+                      device=device, progress=progress, **extraction)
+    fid = compute_metrics(real, chosen, ("fid",), device=device, bootstrap=bootstrap)
+    d = paired_fid_difference(real.require_features("paired ΔFID"), chosen.features, one.features,
+                              num_bootstrap=bootstrap, seed=fresh.seed, a=f"psi={psi:g}", b="psi=1")
+    return {"psi": psi, "seeds": fresh.seed_range(), "num_gen": chosen.num, "fid": fid["fid"],
+            "fid_low": fid["fid_ci"][0], "fid_high": fid["fid_ci"][1], "delta_vs_1": d.delta_fid,
+            "delta_low": d.ci_low, "delta_high": d.ci_high, "covers": d.covers}
+
+
+def _best_text(selected: dict, fresh: dict) -> str:
+    a, b = fresh["seeds"]
+    measured = (f"on fresh seeds {a}..{b} (N = {fresh['num_gen']}): FID {fresh['fid']:.3f} "
+                f"[{fresh['fid_low']:.3f}, {fresh['fid_high']:.3f}], {fresh['delta_vs_1']:+.3f} against ψ = 1 "
+                f"(paired 95% interval {fresh['delta_low']:+.3f} to {fresh['delta_high']:+.3f})")
+    if fresh["delta_high"] < 0:
+        return f"best ψ = {selected['psi']:g}, chosen on the sweep's seeds and confirmed {measured}"
+    return (f"ψ = {selected['psi']:g} had the lowest FID of the ψ that beat ψ = 1 on the sweep's seeds, but "
+            f"{measured} no difference from ψ = 1 is detectable at N = {fresh['num_gen']}: no ψ is named better "
+            "than 1")
 
 
 def choose_psi(rows: list[dict]) -> dict | None:
@@ -82,12 +117,15 @@ def truncation_sweep(checkpoint, data, psis=DEFAULT_PSIS, gen: GenerationOptions
             row.update({"delta_vs_1": d.delta_fid, "delta_low": d.ci_low, "delta_high": d.ci_high})
     for row in rows:
         log("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
-    best = choose_psi(rows) if "fid" in metrics else None
-    best_text = (f"best ψ = {best['psi']:g}: FID {best['fid']:.3f}, {best['delta_vs_1']:+.3f} against ψ = 1 "
-                 f"(paired {0.95:.0%} interval {best['delta_low']:+.3f} to {best['delta_high']:+.3f}; a selection "
-                 f"value, N = {best['num_gen']})" if best
+    selected = choose_psi(rows) if "fid" in metrics else None
+    confirmation = None
+    if selected is not None:
+        confirmation = _confirm_on_fresh_seeds(base.checkpoint, real, selected["psi"], gen, bootstrap, device,
+                                               progress, log, extraction)
+    best_text = (_best_text(selected, confirmation) if selected
                  else no_better_psi_text(gen.num_gen, real.num) if bootstrap >= 2
                  else "no best ψ named: without bootstrap resamples there is no interval to test it against ψ = 1")
+    best = selected if confirmation and confirmation["delta_high"] < 0 else None
     log(best_text)
     out.mkdir(parents=True, exist_ok=True)
     name = base.checkpoint.stem
@@ -111,7 +149,9 @@ def truncation_sweep(checkpoint, data, psis=DEFAULT_PSIS, gen: GenerationOptions
     files["strip"] = str(labelled_strip(columns_img, [f"psi={p:g}" for p in psis], out / "truncation_strip.png",
                                         scale=scale))
     result = {"checkpoint": str(base.checkpoint), "real": real.summary(), "rows": rows,
-              "best_psi": best["psi"] if best else None, "best_fid": best["fid"] if best else None,
+              "best_psi": best["psi"] if best else None,
+              "best_fid": confirmation["fid"] if best else None,
+              "selected_psi": selected["psi"] if selected else None, "confirmation": confirmation,
               "best_text": best_text, "seeds": gen.seed_range(), "noise_mode": gen.noise_mode, "num_gen": gen.num_gen,
               "num_real": real.num, "extractor": real.extractor, "bootstrap": bootstrap,
               "params": {"num_gen": gen.num_gen, "seed": gen.seed, "noise_mode": gen.noise_mode,

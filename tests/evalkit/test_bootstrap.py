@@ -62,6 +62,52 @@ def test_draw_equals_frechet_distance_on_the_same_resample(n1, n2, d, device, co
     assert count_fallbacks == []  # none of these needed the slow path
 
 
+def cross_gram_values(real, fake, idx, device=None):
+    la = NumpyOps() if device is None else TorchOps(device)
+    r, f = bootstrap_module._Centred(la, real), bootstrap_module._Centred(la, fake)
+    cross = bootstrap_module.CrossGram(la, r, f)
+    return [bootstrap_module._fid(la, r.draw(i1, light=True), f.draw(i2, light=True), cross=cross)
+            for i1, i2 in idx]
+
+
+@pytest.mark.parametrize("n1,n2,d", [(90, 70, 128), (600, 60, 128), (300, 300, 64)])
+@pytest.mark.parametrize("device", [None, "cpu"])
+def test_cross_gram_route_equals_frechet_distance(n1, n2, d, device):
+    """The Gram route reads every draw's Tr √ off X̃1 X̃2ᵀ: bootstrap draws and subsets without
+    replacement (FID∞'s points) equal the direct computation on the same rows."""
+    real, fake = correlated_sets(n1 * n2, n1, n2, d)
+    rng = np.random.default_rng(1)
+    idx = list(bootstrap_indices(n1, n2, 3, seed=5))
+    idx.append((rng.choice(n1, n1 // 2, replace=False), rng.choice(n2, (2 * n2) // 3, replace=False)))
+    ref = [frechet_distance(*feature_stats(real[i1]), *feature_stats(fake[i2])) for i1, i2 in idx]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SmallSampleWarning)
+        np.testing.assert_allclose(cross_gram_values(real, fake, idx, device), ref, rtol=1e-8, atol=0)
+
+
+def test_cross_gram_route_stays_exact_when_its_eigenvalue_test_fails(monkeypatch):
+    """Two nearly collinear sets make the deflated Gram matrix near-singular: the route then takes
+    singular values, and still equals the direct computation."""
+    rng = np.random.default_rng(2)
+    basis = rng.normal(size=(3, 64))
+    real = rng.normal(size=(80, 3)) @ basis + 1e-7 * rng.normal(size=(80, 64))
+    fake = rng.normal(size=(70, 3)) @ basis * 1.3 + 1e-7 * rng.normal(size=(70, 64))
+    calls = []
+    original = NumpyOps.svdvals
+    monkeypatch.setattr(NumpyOps, "svdvals", staticmethod(lambda a: calls.append(a.shape) or original(a)))
+    idx = list(bootstrap_indices(80, 70, 2, seed=0))
+    ref = [frechet_distance(*feature_stats(real[i1]), *feature_stats(fake[i2])) for i1, i2 in idx]
+    np.testing.assert_allclose(cross_gram_values(real, fake, idx), ref, rtol=1e-6, atol=1e-9)
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("n,d,expected", [(1000, 2048, True), (2000, 2048, True), (5000, 2048, False),
+                                          (300, 16, False)])
+def test_cross_gram_route_is_chosen_where_it_costs_less(n, d, expected):
+    m = bootstrap_module.expected_distinct(n)
+    assert bootstrap_module.CrossGram.cheaper(m, m, d) is expected
+
+
 def test_degenerate_features_fall_back_and_stay_exact(count_fallbacks):
     real, fake = correlated_sets(3, 400, 300, 64)
     real[:, 5] = 0.25  # a constant feature: the real covariance is singular

@@ -93,3 +93,20 @@ def test_overlapping_sets_are_refused(avatars_a, tmp_path, capsys):
                      "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err
     assert "b.png cannot be read" in err and "Traceback" not in err
+
+
+def test_skip_bad_leaves_unreadable_files_out_and_says_so(held_out, avatars_a, tmp_path, capsys):
+    import shutil
+
+    held = tmp_path / "held"
+    shutil.copytree(held_out, held)
+    (held / "zz_broken.png").write_bytes(b"not an image")
+    out = tmp_path / "o"
+    assert cli.main(["calibrate", "--train", str(avatars_a), "--heldout", str(held), "--standins", "heldout",
+                     "--no-copycheck", "--skip-bad", "--device", "cpu", "-q", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "--heldout: left out 1 unreadable file(s) (zz_broken.png)" in captured.out + captured.err
+    saved = json.loads((out / "calibrate.json").read_text())
+    n_good = len(list(held_out.glob("*.png")))
+    assert saved["num_heldout"] == n_good and saved["rows"][0]["num"] == n_good
+    assert any("zz_broken.png" in w for w in saved["warnings"])

@@ -191,3 +191,52 @@ def test_copycheck_cli_ct_extractor_comes_from_the_registry(tmp_path, avatars32,
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err
     assert "DINOv2" in err and "evalkit weights install" in err
+
+
+def _pixels16_cpu(image: np.ndarray) -> np.ndarray:
+    """A test feature space: one uint8 (H, W, 3) image box-resized to 16 x 16, as float32 (3, 16, 16)."""
+    small = Image.fromarray(image).resize((16, 16), Image.BOX)
+    return np.asarray(small, np.float32).transpose(2, 0, 1) / 255.0
+
+
+def _pixels16_torch(batch):
+    return torch.nn.functional.adaptive_avg_pool2d(batch.float() / 255.0, 16)
+
+
+def _build_pixels16(path, device):
+    # a fixed random projection of the 768 pixel values to 32 dimensions (the weight file is not read)
+    proj = torch.nn.Linear(768, 32, bias=False)
+    with torch.no_grad():
+        proj.weight.copy_(torch.from_numpy(np.random.default_rng(0).normal(size=(32, 768)).astype(np.float32)))
+    return torch.nn.Sequential(torch.nn.Flatten(), proj).to(device).eval()
+
+
+def test_ct_runs_in_the_feature_space_named_by_ct_extractor(tmp_path, avatars32, monkeypatch):
+    """`ct_extractor` routes C_T (and only C_T) through another registry entry: its value equals
+    data_copying_ct on that space's features of the same three sets, not the Inception one's."""
+    from gan.avatars import write_avatars
+
+    from evalkit.extract import registry
+    from evalkit.extract.featureset import feature_set
+    from evalkit.reports.copycheck import copy_report
+
+    ex = registry.FeatureExtractor(
+        name="test-pixels16", id="test-pixels16/projection-32", dims=32, weights="inception",
+        preprocessing="box16", description="test only", build=_build_pixels16, preprocess_cpu=_pixels16_cpu,
+        preprocess_torch=_pixels16_torch)
+    monkeypatch.setitem(registry.EXTRACTORS, ex.name, ex)
+    held, gen = tmp_path / "held", tmp_path / "gen"
+    write_avatars(held, 40, seed=11, res=32)
+    write_avatars(gen, 40, seed=12, res=32)
+    opts = dict(device=CPU, progress=False, log=lambda *a: None, train_queries=48, num_workers=0)
+    other = copy_report(gen, avatars32, held, out_dir=tmp_path / "a", ct_extractor=ex.name, **opts)
+    inception = copy_report(gen, avatars32, held, out_dir=tmp_path / "b", **opts)
+    assert other["c_t"]["extractor"] == "test-pixels16" and inception["c_t"]["extractor"] == "inception"
+    feats = [feature_set(s, s.name, device=CPU, progress=False, num_workers=0, extractor=ex.name).features
+             for s in (avatars32, held, gen)]
+    assert feats[0].shape == (48, 32)
+    direct = copying.data_copying_ct(*feats, seed=0, device=CPU)
+    assert other["c_t"]["value"] == pytest.approx(direct.c_t, rel=1e-9)
+    assert other["c_t"]["value"] != pytest.approx(inception["c_t"]["value"], rel=1e-3)
+    assert other["copy_score"] == inception["copy_score"]   # the copy check itself stays on Inception
+    assert "test-pixels16 feature space" in other["what_each_test_sees"]["c_t"]

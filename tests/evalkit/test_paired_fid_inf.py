@@ -39,7 +39,7 @@ def direct_deltas(real, a, b, num, seed):
 
 @pytest.mark.parametrize("n_real,n_a,n_b,d", [(400, 300, 350, 16), (60, 300, 40, 64)])
 def test_paired_difference_equals_the_direct_computation(n_real, n_a, n_b, d):
-    # second case: fewer distinct rows than dimensions, the exact low-rank routes
+    # first case: the d x d route; second: fewer distinct rows than dimensions, the cross-Gram route
     rng = np.random.default_rng(d)
     real, a, b = rng.normal(size=(n_real, d)), rng.normal(size=(n_a, d)) * 1.1, rng.normal(size=(n_b, d)) + 0.1
     with warnings.catch_warnings():

@@ -4,6 +4,7 @@ the errors for broken run dirs."""
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,16 +113,51 @@ def test_sweep_files_columns_and_collapse_at_psi_zero(tmp_path, tiny_runs, avata
     assert float(rows[2]["recall"]) == 0.0
     # a best psi only where its paired interval against psi = 1 lies below 0
     best = next((r for r in result["rows"] if r["psi"] == result["best_psi"]), None)
-    if best is None:
+    if result["selected_psi"] is None:
         assert result["best_text"].startswith("no ψ is better than 1 at this N (N = 16 generated")
-    else:
-        assert best["psi"] != 1.0 and best["delta_high"] < 0
+        assert best is None and result["confirmation"] is None
+    else:  # chosen on the sweep's seeds, re-measured on fresh ones
+        fresh = result["confirmation"]
+        assert fresh["seeds"] == [1_000_000, 1_000_015] and fresh["psi"] == result["selected_psi"]
+        assert (best is not None) == (fresh["delta_high"] < 0)
+        if best is not None:
+            assert best["delta_high"] < 0 and result["best_fid"] == fresh["fid"]
     from PIL import Image
 
     with Image.open(out / "truncation_strip.png") as strip:
         size = strip.size
     tile, pad, header = 96, 4, 16  # 32 px samples scaled 3x; 3 psi columns of 3 seeds
     assert size == (3 * (tile + pad) + pad, header + 3 * (tile + pad) + pad)
+
+
+def test_sweep_remeasures_the_chosen_psi_on_fresh_seeds(tmp_path, tiny_runs, avatars32, monkeypatch):
+    """The ψ chosen on the sweep's samples is reported from fresh seeds: its FID there equals a direct
+    FID of those samples, and it is named best only if the fresh paired interval lies below 0."""
+    import evalkit.reports.sweep as sweep_mod
+    from evalkit.extract.featureset import feature_set
+    from evalkit.metrics.fid import frechet_distance
+    from evalkit.sources import GeneratorSource
+
+    # whatever the tiny generator's FIDs, force the choice of ψ = 0.5 to exercise the re-measurement
+    monkeypatch.setattr(sweep_mod, "choose_psi", lambda rows: next(r for r in rows if r["psi"] == 0.5))
+    gen = GenerationOptions(num_gen=12, seed=3)
+    result = truncation_sweep(tiny_runs["vit"], avatars32, (1.0, 0.5), gen, tmp_path / "sweep", strip_seeds=2,
+                              bootstrap=5, metrics=("fid",), **CPU, **QUIET)
+    fresh = result["confirmation"]
+    assert result["selected_psi"] == 0.5 and fresh["seeds"] == [1_000_003, 1_000_014]
+    assert fresh["seeds"][0] > result["seeds"][1]   # disjoint from the seeds the choice was made on
+    real = feature_set(avatars32, "real", **CPU)
+    again = feature_set(GeneratorSource(Path(result["checkpoint"]), gen.replace(seed=1_000_003, psi=0.5)), "fresh", **CPU)
+    assert fresh["fid"] == pytest.approx(frechet_distance(real.mu, real.sigma, again.mu, again.sigma), rel=1e-6)
+    assert fresh["fid"] != next(r["fid"] for r in result["rows"] if r["psi"] == 0.5)
+    if fresh["delta_high"] < 0:
+        assert result["best_psi"] == 0.5 and result["best_fid"] == fresh["fid"]
+        assert result["best_text"].startswith("best ψ = 0.5, chosen on the sweep's seeds and confirmed on fresh")
+    else:
+        assert result["best_psi"] is None and result["best_fid"] is None
+        assert "no difference from ψ = 1 is detectable at N = 12: no ψ is named better than 1" in result["best_text"]
+    saved = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    assert saved["confirmation"]["seeds"] == fresh["seeds"]
 
 
 def test_copycheck_command_finds_planted_copies(tmp_path, avatars32, capsys):
