@@ -26,8 +26,8 @@ replicate costs two eigenvalue solves of the size of a resample's distinct rows;
 reference resample's covariance and Cholesky factor are computed once and shared by both models.
 Measured with `python -m bench.intervals` on the shared 2-core development CPU, one BLAS thread,
 2048-d features, reference, A and B of N = 1000 images each: on Inception features of cartoon faces
-0.078 s per replicate (15.5 s for 200) against 3.0 s for one FID from features (was 0.57 s per
-replicate by the d-space route); on synthetic features with a steeper spectrum, where the
+0.078 s per replicate (15.5 s for 200) against 3.0 s for one FID from features (0.57 s per replicate
+by the d-space route on synthetic features); on synthetic features with a steeper spectrum, where the
 eigenvalue bound fails and singular values are taken, 0.19 s. At N = 5000 the d x d route runs:
 6.2 s per replicate against 9.3 s for one FID. On a GPU (`device`) the same algebra runs in float64
 with torch.

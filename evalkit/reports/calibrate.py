@@ -263,7 +263,9 @@ def calibration_scale(train, heldout, out_dir=None, *, num: int | None = None, s
         # P/R/D/C run at equal counts with k up to 5 (compute_metrics' defaults): a stand-in of 5 or fewer
         # images has no 5th neighbour, so it gets FID/KID only, said once.
         small = len(feats) <= 5
-        m = compute_metrics(t, standin, ("fid", "kid") if small else METRICS, seed=seed, device=device)
+        # the scale's columns are single values at the stated N: no FID∞/KID∞ fits
+        m = compute_metrics(t, standin, ("fid", "kid") if small else METRICS, seed=seed, device=device,
+                            infinity=False)
         if small:
             m.setdefault("warnings", []).append(
                 f"{name}: {len(feats)} images are too few for precision/recall/density/coverage (k = 5 needs "

@@ -55,7 +55,7 @@ def _confirm_on_fresh_seeds(checkpoint, real: FeatureSet, psi: float, gen: Gener
                          device=device, progress=progress, **extraction)
     one = feature_set(GeneratorSource(checkpoint, fresh.replace(psi=1.0)), "psi=1 (fresh seeds)",
                       device=device, progress=progress, **extraction)
-    fid = compute_metrics(real, chosen, ("fid",), device=device, bootstrap=bootstrap)
+    fid = compute_metrics(real, chosen, ("fid",), device=device, bootstrap=bootstrap, infinity=False)
     d = paired_fid_difference(real.require_features("paired ΔFID"), chosen.features, one.features,
                               num_bootstrap=bootstrap, seed=fresh.seed, a=f"psi={psi:g}", b="psi=1")
     return {"psi": psi, "seeds": fresh.seed_range(), "num_gen": chosen.num, "fid": fid["fid"],
@@ -102,7 +102,9 @@ def truncation_sweep(checkpoint, data, psis=DEFAULT_PSIS, gen: GenerationOptions
         source = GeneratorSource(base.checkpoint, gen.replace(psi=psi))
         fake = feature_set(source, f"psi={psi:g}", device=device, progress=progress, **extraction)
         fakes[psi] = fake
-        result = compute_metrics(real, fake, metrics, device=device, bootstrap=bootstrap if "fid" in metrics else 0)
+        # FID∞ is not a sweep column: 15 more FIDs per ψ would only cost time
+        result = compute_metrics(real, fake, metrics, device=device, bootstrap=bootstrap if "fid" in metrics else 0,
+                                 infinity=False)
         row = {"psi": psi, "num_gen": fake.num, **{k: result[k] for k in SWEEP_COLUMNS[1:-1] if k in result}}
         if "fid_ci" in result:
             row["fid_low"], row["fid_high"] = result["fid_ci"]
