@@ -3,11 +3,12 @@
     python -m bench.intervals [--sizes 1000,5000] [--dims 2048] [--replicates 10] [--device cpu|cuda]
                               [--features FEATURES.npz]
 
-For each N (reference, A and B all of N images) and two feature spectra — "flat" (a random mixing
-of unit-variance Gaussians) and "decaying" (the k-th principal variance ∝ k^-1.5, about as
-ill-conditioned as Inception pool3 features of real images, which makes the bootstrap's eigenvalue
-test fail and its exact singular-value fall-back run) — it times, in this process (with `--features`, an .npz written by `evalkit stats --features`, also on
-real features: its first 3N rows split into reference, A and B): FID from features
+For each N (reference, A and B all of N images) and two synthetic feature spectra — "flat" (a random
+mixing of unit-variance Gaussians) and "decaying" (the k-th principal variance ∝ k^-1.5, more
+ill-conditioned than Inception pool3 features of cartoon faces: the bootstrap's eigenvalue error
+bound fails and its exact singular-value fall-back runs) — and, with `--features` (an .npz written by
+`evalkit stats --features`), on real features (its first 3N rows split into reference, A and B), it
+times, in this process: FID from features
 (`fid_from_features`, statistics + Fréchet distance), FID∞ (`fid_infinity`, 15 points), and
 `--replicates` replicates of `paired_fid_difference`, scaled to its default 200. Feature extraction is
 not included: add the extractor's time for 3N images (Inception ≈ 22 img/s on the development CPU)
@@ -73,7 +74,8 @@ def main(argv=None) -> int:
         reps = max(2, args.replicates)
         t_pair = _time(lambda: paired_fid_difference(real, a, b, num_bootstrap=reps, device=args.device))
         t_pair *= 200 / (reps + 1)   # reps replicates + the full-sample difference, scaled to 200
-        line = f"{n:>7} {spectrum:>9} {t_fid:>8.2f} {t_inf:>8.2f} {t_pair:>15.1f} {t_inf / t_fid:>9.1f} {t_pair / t_fid:>11.1f}"
+        line = (f"{n:>7} {spectrum:>9} {t_fid:>8.2f} {t_inf:>8.2f} {t_pair:>15.1f} {t_inf / t_fid:>9.1f} "
+                f"{t_pair / t_fid:>11.1f}")
         if args.extract_rate:   # two models: each N generated images extracted + FID; then FID∞ each + one paired
             alone = 2 * (n / args.extract_rate + t_fid)
             extra = 2 * t_inf + t_pair * args.report_replicates / 200

@@ -187,8 +187,8 @@ class CrossGram:
     (G_ij − x̃_i·δ2 − δ1·x̃_j + δ1·δ2) scaled by √(w_i w_j / ((n1−1)(n2−1))): all read off G, so a draw
     does no work in the d feature dimensions. P has the null vectors √w1 (left) and √w2 (right) by
     construction; one Householder reflection on each side removes them, so the Gram matrix of the
-    deflated P is generically non-singular and its eigenvalues pass the positivity test of `_sqrt_sum`;
-    when they do not, its singular values are taken instead (exact either way). Building G costs
+    deflated P is generically non-singular and its eigenvalues usually pass the error bound of
+    `_sqrt_sum`; when they do not, P's singular values are summed instead (exact either way). Building G costs
     2·n1·n2·d once; a draw costs about 2·m1·m2·min(m1, m2) plus one min(m1, m2)-sized eigenvalue solve
     (m the distinct rows), against (m1 + m2)·d² + O(d³) for the d x d route: `cheaper` says which.
     """

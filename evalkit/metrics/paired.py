@@ -40,8 +40,7 @@ import numpy as np
 
 from .arrays import feature_matrix, tensor_device
 from .backend import NumpyOps, TorchOps
-from .bootstrap import (_Centred, _fid, basic_interval, check_bootstrap_options, cross_gram_if_cheaper,
-                        expected_distinct)
+from .bootstrap import CrossGram, _Centred, _fid, basic_interval, check_bootstrap_options, expected_distinct
 from .fid import check_sample_size
 
 __all__ = ["PairedDifference", "paired_fid_difference", "paired_indices"]
@@ -117,10 +116,9 @@ def paired_fid_difference(real, fake_a, fake_b, num_bootstrap: int = 200, seed: 
     la = NumpyOps() if device is None else TorchOps(device)
     cr, ca, cb = _Centred(la, r), _Centred(la, fa), _Centred(la, fb)
     m_r = expected_distinct(cr.n)
-    cross_a = cross_gram_if_cheaper(la, cr, ca, m_r, expected_distinct(ca.n))
-    cross_b = cross_gram_if_cheaper(la, cr, cb, m_r, expected_distinct(cb.n)) if cross_a is not None else None
-    if cross_b is None:
-        cross_a = None   # one route for both models, so their draws are made alike
+    # one route for both models, so their draws are made alike; the Gram matrices only when it is taken
+    gram = all(CrossGram.cheaper(m_r, expected_distinct(c.n), cr.d) for c in (ca, cb))
+    cross_a, cross_b = (CrossGram(la, cr, ca), CrossGram(la, cr, cb)) if gram else (None, None)
 
     def delta(ir, ia, ib):
         if cross_a is not None:
