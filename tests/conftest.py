@@ -128,7 +128,7 @@ def consent_in_browser(page, base: str, path: str = "/") -> str:
 
     from playwright.sync_api import expect
 
-    page.set_default_timeout(20_000)
+    page.set_default_timeout(60_000)   # a Streamlit rerun on a loaded 2-core CI machine once took > 20 s
     page.goto(base + path)
     page.get_by_role("button", name="Continue to consent").click()
     boxes = page.locator("[data-testid='stCheckbox'] label")

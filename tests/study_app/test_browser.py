@@ -78,7 +78,7 @@ def new_page(browser_or_context, viewport):
     page = browser_or_context.new_page(viewport=viewport) if hasattr(browser_or_context, "new_context") else \
         browser_or_context.new_page()
     page.add_init_script(RECORD_IMAGE_SOURCES)
-    page.set_default_timeout(20_000)
+    page.set_default_timeout(60_000)   # a Streamlit rerun on a loaded 2-core CI machine once took > 20 s
     return page
 
 
